@@ -1,0 +1,1 @@
+"""Gradient estimators: pathwise quantizers, the toy Bernoulli problem, exact enumeration."""
