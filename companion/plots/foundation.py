@@ -162,7 +162,7 @@ def noisy_categorical(bits: int = 2, logistic_scale: float = 0.15):
 EXPECTED_SCALES = (0.02, 0.1, 0.2, 0.4)
 
 
-def _mean_and_slope(x: torch.Tensor, grid: UniformGrid, noise, tails: str = "clamp"):
+def mean_and_slope(x: torch.Tensor, grid: UniformGrid, noise, tails: str = "clamp"):
     """E[x̂|x], Var[x̂|x] and d/dx E[x̂|x] by autograd (detached tensors of the shape of x)."""
     x = x.detach().clone().requires_grad_(True)
     mean, var = quantized_moments(x, grid, noise, tails=tails)
@@ -178,10 +178,10 @@ def expected_quantizer(bits: int = 2, scales=EXPECTED_SCALES):
     x = torch.linspace(-1.8, 1.8, 721, dtype=torch.float64)
     fig, (ax_m, ax_d) = new_figure(ncols=2)
     for i, s in enumerate(scales):
-        mean, _, slope = _mean_and_slope(x, grid, Logistic(s))
+        mean, _, slope = mean_and_slope(x, grid, Logistic(s))
         ax_m.plot(x, mean, color=f"C{i}", label=f"logistic, scale $s$ = {s:g}")
         ax_d.plot(x, slope, color=f"C{i}", label=f"$s$ = {s:g}")
-    mean, _, slope = _mean_and_slope(x, grid, Uniform(width=alpha))
+    mean, _, slope = mean_and_slope(x, grid, Uniform(width=alpha))
     ax_m.plot(x, mean, color="k", ls="--", lw=1.2, label=rf"uniform, width $\alpha$: clip$(x)$")
     ax_d.plot(x, slope, color="k", ls="--", lw=1.2, label=r"uniform: $1[g_0 \leq x \leq g_{K-1}]$")
     ax_m.plot(x, round_to_grid(x, grid), color="0.6", lw=0.8, ls=":", label="round (no noise)")
