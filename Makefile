@@ -14,7 +14,7 @@ setup: $(STAMP)
 # is refreshed when the declared dependencies change.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,dev,book]'
 	touch $(STAMP)
 
 test: $(STAMP)
