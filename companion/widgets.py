@@ -73,7 +73,7 @@ def stochastic_rounding_explorer(x: float = 0.3, step: float = 0.5, samples: int
         ax_p.axvline(x, color="k", lw=0.8, ls=":")
         ax_p.set(xlabel="$x$", ylabel=r"$P(\hat x = g_i\mid x)$", ylim=(-0.03, 1.08),
                  title=rf"hats max$(0, 1 - |x - g_i|/\delta)$, $\delta$ = {step:.2f}")
-        ax_h.bar(values, counts / samples, width=0.6 * step, color="C0", alpha=0.7, label=f"{samples} samples")
+        ax_h.bar(values.numpy(), (counts / samples).numpy(), width=0.6 * step, color="C0", alpha=0.7, label=f"{samples} samples")
         ax_h.plot(points[reached], p_x[reached], "ko", ms=6, label="probabilities")
         ax_h.axvline(x, color="k", lw=0.8, ls=":")
         ax_h.set(xlabel=r"$\hat x$", ylabel="frequency", ylim=(0, 1.08),
@@ -116,7 +116,7 @@ def noisy_quantization_explorer(x: float = 0.3, scale: float = 0.15, bits: int =
         xs = torch.linspace(-1.8, 1.8, 721, dtype=torch.float64)
         mean, var, slope = mean_and_slope(xs, grid, noise, tails=tails)
         fig, (ax_p, ax_m, ax_d) = new_figure(ncols=3)
-        ax_p.bar(points, p_x, width=0.6 * alpha)
+        ax_p.bar(points.numpy(), p_x.numpy(), width=0.6 * alpha)
         ax_p.set(xlabel=r"$g_i$", ylabel=r"$P(\hat x = g_i\mid x)$", ylim=(0, 1.05),
                  title=f"x = {x:.2f}: {noise!r}, std {noise.std:.3f}")
         std = var.sqrt()
