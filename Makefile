@@ -36,3 +36,15 @@ lab: $(STAMP)
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Teaching: student copies (solutions removed, outputs cleared), the offline book, the browser tests.
+.PHONY: student book test-ui
+
+student: $(STAMP)
+	$(PY) -m companion.student --out build/student
+
+book: $(STAMP)
+	$(PY) docs/build_book.py --out build/book
+
+test-ui: $(STAMP)
+	$(PY) -m pytest -q -m ui tests/ui
