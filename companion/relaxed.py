@@ -1,0 +1,193 @@
+"""Relaxed Quantization (Louizos, Reisser, Blankevoort, Gavves, Welling, ICLR 2019).
+
+Notation as in :mod:`companion.rounding`: x the real input, grid points
+g_i = α·k_i + β (i = 0..K-1), noise ε of scale σ, and the noisy-quantization
+categorical p_i = P(x̂ = g_i | x) (RQ eqs. 3–4).
+
+* **ε guard** (RQ Algorithm 1).  RQ forms π_i = (c_{i+1} - c_i + ε) /
+  (c_{K+1} - c_1 + Kε) from the cdf values c and takes log π, so that a cell of
+  zero mass does not give log 0 = -inf and a NaN gradient a few steps later.
+  Here p is already computed in log space (finite for any x), and the fuzz is
+  applied to the *normalised* probabilities, π_i = (p_i + ε)/(1 + Kε).  Adding
+  ε to the raw masses instead, as Algorithm 1 does, makes π nearly uniform
+  when x is far outside the grid (every raw mass ≈ 0, ε dominates), which is
+  not what the noise model says.
+* **Concrete relaxation** (RQ eq. 5; Maddison et al. 2017, Jang et al. 2017):
+  u_i ~ Gumbel(0, 1), z = softmax((log π + u)/λ), x̂ = Σ_i z_i g_i.
+* **RQ-ST**: the forward value is the hard categorical sample g_{argmax(log π + u)}
+  (the same Gumbels), the backward is the concrete gradient.
+* **Local grid** (RQ eqs. 6–7): only the grid points within ``local_radius``·σ
+  of round(x) are kept and renormalised.  With r = ⌈local_radius·σ/α⌉ levels
+  each side, a window of W = 2r + 1 ≤ 2K - 1 levels around round(x) is gathered,
+  so the cost is O(W) per element instead of O(K): an 8-bit grid costs what a
+  2-bit grid costs when σ/α is the same.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import check_choice, check_generator, check_positive, check_tensor
+from .grids import UniformGrid
+from .noise import Noise
+from .rounding import TAILS, _check_grid, _check_noise, log_grid_probabilities
+
+RQ_EPSILON = 1e-6
+"""Default fuzz ε of RQ Algorithm 1 (added to the normalised probabilities)."""
+
+
+def check_local_radius(local_radius):
+    """None, or a finite number > 0 (the radius in units of the noise scale σ)."""
+    if local_radius is None:
+        return None
+    return float(check_positive("local_radius", local_radius))
+
+
+def window_radius(grid: UniformGrid, noise: Noise, local_radius: float) -> int:
+    """r = ⌈local_radius·σ/α⌉, at least 1 and at most K - 1 (a window of 2r + 1 levels)."""
+    ratio = float(local_radius) * _value(noise.scale) / _value(grid.scale)
+    return int(min(max(math.ceil(ratio - 1e-9), 1), grid.num_points - 1))
+
+
+def _value(t) -> float:
+    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
+
+
+def local_log_probabilities(
+    x: torch.Tensor, grid: UniformGrid, noise: Noise, tails: str = "truncate", local_radius=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(log p, points, valid): the noisy-quantization categorical over the full or the local grid.
+
+    Full grid (``local_radius=None``): log p = :func:`companion.rounding.log_grid_probabilities`,
+    shape [..., K]; points the K grid points, shape [K]; valid None.
+
+    Local grid (RQ eqs. 6–7): levels k = round((x - β)/α) + j, j = -r..r,
+    r = :func:`window_radius`; log p and points have shape [..., 2r + 1] and
+    ``valid`` marks the levels inside the grid (the others get log p = -inf).
+    The kept cells are those of the full grid (with ``tails="clamp"`` the end
+    cells still extend to ∓∞) and their masses are renormalised over the
+    window.  Gradients flow to x, α, β and σ.
+    """
+    check_tensor("x", x)
+    _check_grid(grid)
+    _check_noise(noise)
+    check_choice("tails", tails, TAILS)
+    local_radius = check_local_radius(local_radius)
+    if local_radius is None:
+        return log_grid_probabilities(x, grid, noise, tails), grid.points_like(x), None
+    r = window_radius(grid, noise, local_radius)
+    alpha, beta = grid.scale_like(x), grid.offset_like(x)
+    k_min, k_max = grid.level_range
+    k0 = torch.round((x.detach() - beta.detach()) / alpha.detach()).clamp(k_min, k_max)
+    k = k0.unsqueeze(-1) + torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)  # [..., W]
+    valid = (k >= k_min) & (k <= k_max)
+    k = k.clamp(k_min, k_max)
+    points = alpha * k + beta
+    xe = x.unsqueeze(-1)
+    lo, hi = points - alpha / 2 - xe, points + alpha / 2 - xe
+    log_mass = noise.log_cell_mass(lo, hi)
+    if tails == "clamp":
+        log_mass = torch.where(k == k_min, noise.log_cdf(hi), log_mass)
+        log_mass = torch.where(k == k_max, noise.log_cdf(-lo), log_mass)
+    log_mass = torch.where(valid, log_mass, torch.full_like(log_mass, -math.inf))
+    empty = torch.isneginf(log_mass).all(dim=-1, keepdim=True)
+    if bool(empty.any()):  # bounded noise whose support misses every kept cell: take round(x)
+        centre = torch.zeros_like(valid)
+        centre[..., r] = True
+        log_mass = torch.where(empty & centre, torch.zeros_like(log_mass), log_mass)
+    return log_mass - torch.logsumexp(log_mass, dim=-1, keepdim=True), points, valid
+
+
+def fuzzed_log_probabilities(log_p: torch.Tensor, valid: torch.Tensor | None = None, epsilon: float = RQ_EPSILON):
+    """log π, π_i = (p_i + ε)/(1 + K'ε), K' the number of valid entries (RQ Algorithm 1's ε guard).
+
+    Shapes: log_p [..., W], valid None (all valid) or a bool mask [..., W];
+    invalid entries (levels outside the grid) stay at -inf.  Computed as
+    logaddexp(log p, log ε) followed by a log-normalisation, so log π ≥ log ε -
+    log(1 + K'ε) is finite and its gradient is bounded.
+    """
+    epsilon = float(check_positive("epsilon", epsilon))
+    log_pi = torch.logaddexp(log_p, torch.full_like(log_p, math.log(epsilon)))
+    if valid is not None:
+        log_pi = torch.where(valid, log_pi, torch.full_like(log_pi, -math.inf))
+    return log_pi - torch.logsumexp(log_pi, dim=-1, keepdim=True)
+
+
+def gumbel(shape, generator: torch.Generator | None = None, dtype=None, device=None) -> torch.Tensor:
+    """Standard Gumbel draws -log(-log u), u ~ U(0, 1) clamped to [tiny, 1 - eps] so both logs stay finite."""
+    check_generator("generator", generator)
+    dtype = dtype or torch.get_default_dtype()
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+    info = torch.finfo(dtype)
+    return -torch.log(-torch.log(u.clamp(info.tiny, 1 - info.eps)))
+
+
+class StraightThrough(torch.autograd.Function):
+    """y = hard in the forward pass; ∂y/∂surrogate = 1 in the backward pass.
+
+    Unlike ``surrogate + (hard - surrogate).detach()`` the forward value is
+    exactly ``hard`` (no rounding error), so hard samples lie exactly on the grid.
+    """
+
+    @staticmethod
+    def forward(ctx, hard, surrogate):
+        return hard.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
+def straight_through(hard: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """Forward ``hard``, backward the gradient of ``surrogate`` (same shapes)."""
+    return StraightThrough.apply(hard, surrogate)
+
+
+def pick(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """points[..., index]: the chosen point per element (points [K] or [..., W], index [..., 1]) → [...]."""
+    if points.dim() == 1:
+        return points.detach()[index.squeeze(-1)]
+    return torch.gather(points.detach(), -1, index).squeeze(-1)
+
+
+def relaxed_quantize(
+    x: torch.Tensor,
+    grid: UniformGrid,
+    noise: Noise,
+    temperature=1.0,
+    hard: bool = False,
+    local_radius=None,
+    generator: torch.Generator | None = None,
+    *,
+    tails: str = "truncate",
+    epsilon: float = RQ_EPSILON,
+) -> torch.Tensor:
+    """Relaxed Quantization (``hard=False``) or RQ-ST (``hard=True``) of x, shape [...] → [...].
+
+    log π = fuzzed log p (RQ Algorithm 1, the ε guard), u_i ~ Gumbel(0, 1) i.i.d.,
+
+        z = softmax((log π + u)/λ),   x̂ = Σ_i z_i g_i          (RQ eq. 5)
+
+    and with ``hard=True`` the forward value is g_{argmax_i(log π_i + u_i)}, an
+    exact sample of the categorical π, while the gradient is that of the
+    concrete x̂ (RQ §2.3, "RQ ST").  ``local_radius`` (units of σ) restricts
+    the categorical to the local grid (RQ eqs. 6–7).  Gradients flow to x, the
+    grid's α and β and the noise scale when they are learnable tensors.
+
+    Args:
+        temperature: λ > 0, finite (float or one-element tensor).
+        tails: "truncate" (RQ eq. 4) or "clamp", see :func:`companion.rounding.grid_probabilities`.
+        epsilon: the fuzz ε > 0.
+    """
+    temperature = check_positive("temperature", temperature)
+    if not isinstance(hard, bool):
+        raise TypeError(f"hard must be True or False, got {hard!r}")
+    log_p, points, valid = local_log_probabilities(x, grid, noise, tails, local_radius)
+    log_pi = fuzzed_log_probabilities(log_p, valid, epsilon)
+    perturbed = log_pi + gumbel(log_pi.shape, generator, log_pi.dtype, log_pi.device)
+    z = torch.softmax(perturbed / temperature, dim=-1)
+    soft = (z * points).sum(-1)
+    if not hard:
+        return soft
+    return straight_through(pick(points, perturbed.argmax(-1, keepdim=True)), soft)
