@@ -401,10 +401,10 @@ def surrogate_loss(net: StochasticNet, x: torch.Tensor, y: torch.Tensor, method:
     estimator = ESTIMATORS[method]
     if estimator.binary_only and not net.is_binary:
         raise ValueError(f"method {method!r} needs binary units; for a {net.grid.num_points}-level grid use one of "
-                         f"{', '.join(m for m, e in ESTIMATORS.items() if not e.binary_only)}")
+                         f"{', '.join(repr(m) for m, e in ESTIMATORS.items() if not e.binary_only)}")
     if net.stochastic_weights and not estimator.stochastic_weights:
         raise ValueError(f"method {method!r} is implemented for deterministic weights only; with stochastic_weights "
-                         f"use one of {', '.join(m for m, e in ESTIMATORS.items() if e.stochastic_weights)}")
+                         f"use one of {', '.join(repr(m) for m, e in ESTIMATORS.items() if e.stochastic_weights)}")
     check_tensor("x", x)
     if y.dtype != torch.long or y.shape != x.shape[:1]:
         raise ValueError(f"y must be int64 class indices of shape [N] = [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}")
