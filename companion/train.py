@@ -48,7 +48,8 @@ def seeded_sampling(model: nn.Module, seed: int):
 
 
 def loss_function(model: nn.Module):
-    """Cross-entropy of a sampled forward pass, or ``companion.moments.ap_loss`` for methods "ap"/"ap1"."""
+    """``loss(x, y) -> (loss, logits)``: cross-entropy of one sampled forward pass and its logits,
+    or for methods "ap"/"ap1" ``companion.moments.ap_loss`` and the logits of a separate sampled pass."""
     if any(q.method in AP_METHODS for q in quantizers(model)):
         try:
             from .moments import ap_loss
@@ -56,8 +57,19 @@ def loss_function(model: nn.Module):
             raise ImportError(
                 "moment propagation is not available: methods 'ap'/'ap1' need companion.moments.ap_loss"
             ) from error
-        return lambda x, y: ap_loss(model, x, y)
-    return lambda x, y: F.cross_entropy(model(x), y)
+
+        def moment_loss(x, y):
+            with torch.no_grad():
+                logits = model(x)
+            return ap_loss(model, x, y), logits
+
+        return moment_loss
+
+    def sampled_loss(x, y):
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits.detach()
+
+    return sampled_loss
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -106,14 +118,15 @@ def fit(model: nn.Module, train, *, epochs: int, batch_size: int = 128, lr: floa
             for batch in torch.randperm(len(x), generator=shuffle).split(batch_size):
                 step_start = time.perf_counter()
                 xb, yb = x[batch], y[batch]
-                loss = loss_of(xb, yb)
+                loss, logits = loss_of(xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 steps.append(time.perf_counter() - step_start)
                 total_loss += loss.item() * len(batch)
+                correct += int((logits.argmax(-1) == yb).sum())
             model.eval()
-            train_acc = _accuracy(model, x, y)
+            train_acc = correct / len(x)
             val_acc = _accuracy(model, *val) if val is not None else None
             history["epoch"].append(epoch)
             history["loss"].append(total_loss / len(x))

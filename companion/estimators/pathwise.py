@@ -67,14 +67,43 @@ class _GradScale(torch.autograd.Function):
         return grad * ctx.factor, None
 
 
-def clipped_identity(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
-    """clip(x, g_0, g_{K-1}) whose x-gradient is 1 on the *closed* range (also exactly at g_0 and g_{K-1}).
+class _ClippedIdentity(torch.autograd.Function):
+    """Forward a given hard value; backward the gradients of clip(x, g_0, g_{K-1}) = α·clip(s, k_min, k_max) + β.
 
-    Outside the range the value is the end point, so ∂/∂α = k_min or k_max and ∂/∂β = 1.
+    With s = (x - β)/α and m = 1[k_min ≤ s ≤ k_max] (closed, so the gradient is
+    1 also exactly at g_0 and g_{K-1}):  ∂/∂x = m,  ∂/∂α = clip(s) - m·s
+    (0 inside, k_min or k_max outside),  ∂/∂β = 1 - m.  Written as one
+    function so that the backward pass costs a few elementwise passes.
     """
-    points = grid.points_like(x)
-    low, high = points[0], points[-1]
-    return torch.where(x < low, low, torch.where(x > high, high, x))
+
+    @staticmethod
+    def forward(ctx, hard, x, alpha, beta, k_min, k_max):
+        ctx.save_for_backward(x, alpha, beta)
+        ctx.levels = (k_min, k_max)
+        return hard.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, alpha, beta = ctx.saved_tensors
+        k_min, k_max = ctx.levels
+        s = (x - beta) / alpha
+        inside = (s >= k_min) & (s <= k_max)
+        grad_x = grad * inside
+        grad_alpha = grad_beta = None
+        if ctx.needs_input_grad[2]:
+            grad_alpha = (grad * (s.clamp(k_min, k_max) - s * inside)).sum()
+        if ctx.needs_input_grad[3]:
+            grad_beta = grad.sum() - grad_x.sum()
+        return None, grad_x, grad_alpha, grad_beta, None, None
+
+
+def clipped_identity(hard: torch.Tensor, x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
+    """``hard`` in the forward pass, the gradients of clip(x, g_0, g_{K-1}) in the backward pass.
+
+    ∂/∂x is 1 on the *closed* range [g_0, g_{K-1}] (also exactly at the end
+    points) and 0 outside; outside, ∂/∂α = k_min or k_max and ∂/∂β = 1.
+    """
+    return _ClippedIdentity.apply(hard, x, grid.scale_like(x), grid.offset_like(x), *grid.level_range)
 
 
 def lsq_surrogate(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
@@ -154,11 +183,11 @@ def quantize(
         _check_noise(noise)
 
     if method == "ste":
-        return straight_through(round_to_grid(x.detach(), grid), clipped_identity(x, grid))
+        return clipped_identity(round_to_grid(x.detach(), grid), x, grid)
     if method == "lsq":
         return straight_through(round_to_grid(x.detach(), grid), lsq_surrogate(x, grid))
     if method == "sr":
-        return straight_through(stochastic_round(x.detach(), grid, generator), clipped_identity(x, grid))
+        return clipped_identity(stochastic_round(x.detach(), grid, generator), x, grid)
     if method in ("rq", "rq-st"):
         return relaxed_quantize(
             x, grid, noise, temperature, hard=method == "rq-st", local_radius=local_radius,
