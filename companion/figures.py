@@ -27,6 +27,7 @@ from .io import atomic_write_bytes
 # Modules that define figures, in chapter order.  Add yours here.
 FIGURE_MODULES = [
     "companion.plots.foundation",
+    "companion.plots.estimators",
 ]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"
