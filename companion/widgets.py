@@ -139,3 +139,53 @@ def noisy_quantization_explorer(x: float = 0.3, scale: float = 0.15, bits: int =
         family=W.Dropdown(options=tuple(NOISE_FAMILIES), value=family, description="noise"),
         tails=W.Dropdown(options=TAILS, value=tails, description="tails"),
     )
+
+
+# -- chapter 05: gradient estimators on the toy Bernoulli problem ---------------------
+
+
+def toy_estimator_explorer(logit: float = 0.0, target: float = 0.49, temperature: float = 1.0,
+                           samples: int = 2000, seed: int = 0):
+    """Slide the logit φ, the target t and the temperature τ of the toy problem E[(z - t)²], z ~ Bernoulli(σ(φ)).
+
+    Left: each estimator's exact mean (bar, ``companion.estimators.toy.moments``)
+    with ``samples`` seeded Monte Carlo estimates (dot ± 2 standard errors) and
+    the true gradient (1 - 2t)σ'(φ) (line).  Right: the standard deviation of
+    one estimate, exact (bar) and sampled (dot).  τ only affects "concrete" and
+    "st-gumbel".
+    """
+    import numpy as np
+    import torch
+
+    from .estimators import toy
+    from .plotting import new_figure
+
+    def draw(logit, target, temperature):
+        methods = toy.METHODS
+        exact = np.array([toy.moments(m, logit, target, temperature) for m in methods])
+        generator = torch.Generator().manual_seed(seed)
+        draws = [toy.gradient_samples(m, logit, target, samples, temperature, generator) for m in methods]
+        mc_mean = np.array([d.mean().item() for d in draws])
+        mc_std = np.array([d.std().item() for d in draws])
+        pos = np.arange(len(methods))
+        fig, (ax_m, ax_s) = new_figure(ncols=2)
+        ax_m.bar(pos, exact[:, 0], color="C0", alpha=0.5, label="exact mean")
+        ax_m.errorbar(pos, mc_mean, yerr=2 * mc_std / np.sqrt(samples), fmt="o", color="k", ms=4,
+                      label=f"{samples} samples ± 2 se")
+        ax_m.axhline(toy.true_gradient(logit, target), color="C3", lw=1.2, label="true gradient")
+        ax_m.set_xticks(pos, methods, rotation=40, ha="right")
+        ax_m.set(ylabel=r"$E[\hat g]$", title=f"φ = {logit:.2f}, t = {target:.3f}, τ = {temperature:.2f}")
+        ax_m.legend(fontsize=7)
+        ax_s.bar(pos, np.sqrt(exact[:, 1]), color="C1", alpha=0.5, label="exact")
+        ax_s.plot(pos, mc_std, "o", color="k", ms=4, label="sampled")
+        ax_s.set_xticks(pos, methods, rotation=40, ha="right")
+        ax_s.set(ylabel=r"std$[\hat g]$ of one sample", title="spread of a single estimate")
+        ax_s.legend(fontsize=7)
+        return show_figure(fig)
+
+    return W.interactive(
+        draw,
+        logit=float_slider("logit φ", logit, -5.0, 5.0, 0.1),
+        target=float_slider("target t", target, 0.0, 1.0, 0.01, readout_format=".3f"),
+        temperature=float_slider("temperature τ", temperature, 0.05, 3.0, 0.05),
+    )

@@ -168,3 +168,17 @@ def test_bad_arguments():
         toy.gradient_samples("st", float("nan"), 0.5, 3)
     with pytest.raises(TypeError, match="generator"):
         toy.gradient_samples("st", 0.0, 0.5, 3, generator=1)
+
+
+def test_explorer_redraws_on_slider_change():
+    from companion import widgets
+
+    w = widgets.toy_estimator_explorer(samples=500)
+    first = w.result
+    logit = next(c for c in w.children if getattr(c, "description", "") == "logit φ")
+    logit.value = -2.0
+    assert w.result is not first
+    assert "φ = -2.00" in w.result.axes[0].get_title()
+    # the bars are the closed-form means: the ST bar at φ = -2, t = 0.49 is the -0.0779 of THEORY.md §5
+    st_bar = w.result.axes[0].patches[toy.METHODS.index("st")]
+    assert st_bar.get_height() == pytest.approx(-0.0779, abs=5e-5)
