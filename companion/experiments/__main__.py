@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules that provide subcommands.  Add yours here.
-SUBCOMMAND_MODULES: list[str] = ["companion.experiments.gradient_accuracy"]
+SUBCOMMAND_MODULES: list[str] = ["companion.experiments.gradient_accuracy", "companion.experiments.speed"]
 
 
 def build_parser() -> argparse.ArgumentParser:
