@@ -25,7 +25,6 @@ Outputs ``gradient_accuracy.json`` and ``gradient_accuracy_multilevel.json``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path

@@ -25,14 +25,18 @@ LABELS = {
 
 
 ORDER = list(LABELS)
+COLORS = {
+    "reinforce": "tab:blue", "arm": "tab:orange", "disarm": "tab:olive", "st": "tab:red", "concrete": "tab:purple",
+    "st-gumbel": "tab:brown", "exact": "black", "concrete-0.1": "tab:gray", "concrete-1": "tab:purple",
+    "hardtanh-st": "tab:cyan", "identity-st": "tab:pink", "psa": "tab:green", "ap1": "tab:olive",
+    "rq-0.5": "tab:purple", "rq-st-0.5": "tab:brown", "noisy-st": "tab:red", "clipped-identity-st": "tab:cyan",
+    "sr": "tab:cyan",
+}
+"""One colour per method, the same in every figure."""
 
 
 def _color(label: str):
-    """A fixed colour per method (tab10, then tab20 beyond ten), the same in every figure."""
-    from matplotlib import colormaps
-
-    i = ORDER.index(label) if label in ORDER else len(ORDER)
-    return colormaps["tab10"](i % 10) if i < 10 else colormaps["tab20"]((2 * (i - 10) + 1) % 20)
+    return COLORS.get(label, "0.3")
 
 
 def _load(name: str) -> dict:
