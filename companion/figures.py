@@ -28,6 +28,7 @@ from .io import atomic_write_bytes
 FIGURE_MODULES = [
     "companion.plots.foundation",
     "companion.plots.estimators",
+    "companion.plots.relaxed",
 ]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"

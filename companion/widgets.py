@@ -189,3 +189,25 @@ def toy_estimator_explorer(logit: float = 0.0, target: float = 0.49, temperature
         target=float_slider("target t", target, 0.0, 1.0, 0.01, readout_format=".3f"),
         temperature=float_slider("temperature τ", temperature, 0.05, 3.0, 0.05),
     )
+
+
+def concrete_explorer(temperature: float = 0.5, sigma: float = 0.25, x: float = 0.2, samples: int = 4000, seed: int = 0):
+    """Chapter 04: soft Relaxed-Quantization samples Σ z_i g_i for one input x on a 2-bit grid (α = 0.5).
+
+    Sliders: the concrete temperature λ, the logistic noise scale σ and x.
+    The histogram of soft samples is drawn against the categorical P(x̂ = g_i | x).
+    """
+    from .plots.relaxed import draw_concrete_samples
+    from .plotting import new_figure
+
+    def draw(temperature, sigma, x):
+        fig, ax = new_figure()
+        draw_concrete_samples(ax, x=x, sigma=sigma, temperature=temperature, n=samples, seed=seed)
+        return show_figure(fig)
+
+    return W.interactive(
+        draw,
+        temperature=float_slider("temperature λ", temperature, 0.05, 3.0, 0.05),
+        sigma=float_slider("noise scale σ", sigma, 0.02, 1.0, 0.01),
+        x=float_slider("input x", x, -1.5, 1.0, 0.01),
+    )

@@ -165,3 +165,14 @@ def test_full_grid_log_probabilities_pass_through():
     log_p, points, valid = local_log_probabilities(x, grid, noise, "clamp")
     assert valid is None and torch.equal(points, grid.points_like(x))
     torch.testing.assert_close(log_p, log_grid_probabilities(x, grid, noise, "clamp"))
+
+
+def test_concrete_explorer_redraws_when_a_slider_moves():
+    from companion.widgets import concrete_explorer
+
+    widget = concrete_explorer(samples=500)
+    first = widget.result
+    heights = [p.get_height() for p in first.axes[0].patches]
+    widget.children[0].value = 0.05  # temperature
+    assert widget.result is not first
+    assert [p.get_height() for p in widget.result.axes[0].patches] != heights
