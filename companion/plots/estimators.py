@@ -48,8 +48,8 @@ def _load(name: str) -> dict:
 
 @register("toy_estimator_moments", "05_gradient_estimators",
           "Toy Bernoulli problem: each estimator's mean and standard deviation vs the logit, closed form and Monte Carlo")
-def toy_estimator_moments(target: float = 0.49, temperature: float = 1.0, samples: int = 4000):
-    phis = np.linspace(-4, 4, 41)
+def toy_estimator_moments(target: float = 0.49, temperature: float = 1.0, samples: int = 2000):
+    phis = np.linspace(-4, 4, 25)
     marks = np.linspace(-4, 4, 9)
     fig, (ax_m, ax_s) = new_figure(ncols=2)
     generator = torch.Generator().manual_seed(0)
