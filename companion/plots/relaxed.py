@@ -72,8 +72,12 @@ def local_grid_truncation():
     return fig
 
 
-def train_curves(methods=CURVE_METHODS, epochs: int = 5, seed: int = 0) -> dict:
-    """Validation accuracy per epoch of a tiny seeded 2-bit MLP on digits, per method (a few seconds in all)."""
+def train_curves(methods=CURVE_METHODS, epochs: int = 5, seed: int = 0):
+    """Train a tiny seeded 2-bit MLP (64-24-10) on digits per method (and "fp"); a few seconds in all.
+
+    Returns (histories, models, val): method → :func:`companion.train.fit` history, method → trained
+    model, and the (x, y) validation pair (500 digits not used for training).
+    """
     from sklearn.datasets import load_digits
 
     from ..nn import mlp
@@ -87,21 +91,22 @@ def train_curves(methods=CURVE_METHODS, epochs: int = 5, seed: int = 0) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        curves = {}
+        histories, models = {}, {}
         for method in ("fp", *methods):
             torch.manual_seed(seed)
             bits = None if method == "fp" else 2
-            model = mlp(64, 24, 10, weight_bits=bits, act_bits=bits, method=method)
-            curves[method] = fit(model, train, epochs=epochs, lr=2e-2, seed=seed, val=val, progress=False)
+            models[method] = mlp(64, 24, 10, weight_bits=bits, act_bits=bits, method=method)
+            histories[method] = fit(models[method], train, epochs=epochs, lr=2e-2, seed=seed, val=val, progress=False)
     finally:
         torch.set_num_threads(threads)
-    return curves
+    return histories, models, val
 
 
 @register("training_curves_relaxed", "04_relaxed_quantization",
           "A seeded 2-bit MLP on digits trained with each pathwise method: validation accuracy and loss per epoch")
-def training_curves_relaxed():
-    curves = train_curves()
+def training_curves_relaxed(histories=None):
+    """Plot ``histories`` (method → fit history) or, by default, train them with :func:`train_curves`."""
+    curves = histories if histories is not None else train_curves()[0]
     fig, (ax_acc, ax_loss) = new_figure(ncols=2)
     for i, (method, history) in enumerate(curves.items()):
         style = dict(color="0.3", ls="--") if method == "fp" else dict(color=f"C{i - 1}")
