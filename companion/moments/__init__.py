@@ -27,3 +27,10 @@ __all__ = [
     "heaviside", "linear", "max2", "max_pool2d", "noisy_quantize", "quantizer_probabilities", "relu", "sign",
     "softmax_mean",
 ]
+
+from .propagate import ap_loss, propagate, propagate_layers  # noqa: E402
+
+__all__ += ["ap_loss", "propagate", "propagate_layers"]
+from .montecarlo import layer_errors, relative_error, sample_layers  # noqa: E402
+
+__all__ += ["layer_errors", "relative_error", "sample_layers"]

@@ -98,7 +98,12 @@ def linear(mean, var, weight, bias=None, weight_var=None):
 
 
 def _linear(mean, var, weight, bias=None, weight_var=None):
+    """As :func:`linear`; ``var=None`` is a deterministic input (skips a product)."""
     out_mean = F.linear(mean, weight, bias)
+    if var is None:
+        if weight_var is None:
+            return out_mean, torch.zeros_like(out_mean)
+        return out_mean, F.linear(mean * mean, weight_var)
     out_var = F.linear(var, weight * weight)
     if weight_var is not None:
         out_var = out_var + F.linear(var + mean * mean, weight_var)
@@ -116,7 +121,12 @@ def conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
 
 
 def _conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
+    """As :func:`conv2d`; ``var=None`` is a deterministic input (skips a product)."""
     out_mean = F.conv2d(mean, weight, bias, stride=stride, padding=padding)
+    if var is None:
+        if weight_var is None:
+            return out_mean, torch.zeros_like(out_mean)
+        return out_mean, F.conv2d(mean * mean, weight_var, stride=stride, padding=padding)
     out_var = F.conv2d(var, weight * weight, stride=stride, padding=padding)
     if weight_var is not None:
         out_var = out_var + F.conv2d(var + mean * mean, weight_var, stride=stride, padding=padding)
@@ -155,12 +165,32 @@ def relu(mean, var):
 
 
 def _relu(mean, var):
-    s = _std(var)
-    a = _ratio(mean, s)
-    cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
-    out_mean = mean * cdf + s * pdf
-    h = a * a * cdf * cdf_neg + cdf + a * pdf * (cdf_neg - cdf) - pdf * pdf
-    return out_mean, s * s * h.clamp_min(0)
+    return _Relu.apply(mean, var)
+
+
+class _Relu(torch.autograd.Function):
+    """Rectified-Gaussian moments with closed-form derivatives (fewer saved tensors than autograd):
+
+    ∂m/∂μ = Φ(a), ∂m/∂v = φ(a)/(2σ); with E[Y²]: ∂/∂μ = 2m, ∂/∂v = Φ(a) (Price's theorem),
+    so ∂Var/∂μ = 2mΦ(-a), ∂Var/∂v = Φ(a) - mφ(a)/σ.
+    """
+
+    @staticmethod
+    def forward(ctx, mean, var):
+        s = _std(var)
+        a = _ratio(mean, s)
+        cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
+        out_mean = mean * cdf + s * pdf
+        h = a * a * cdf * cdf_neg + cdf + a * pdf * (cdf_neg - cdf) - pdf * pdf
+        ctx.save_for_backward(out_mean, cdf, cdf_neg, pdf / s)
+        return out_mean, s * s * h.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
+        m, cdf, cdf_neg, pdf_over_s = ctx.saved_tensors
+        grad_mu = grad_mean * cdf + grad_var * 2 * m * cdf_neg
+        grad_v = grad_mean * 0.5 * pdf_over_s + grad_var * (cdf - m * pdf_over_s)
+        return grad_mu, grad_v
 
 
 def max2(mean1, var1, mean2, var2):
@@ -173,18 +203,45 @@ def max2(mean1, var1, mean2, var2):
     """
     _pair(mean1, var1, "mean1")
     _pair(mean2, var2, "mean2")
-    return _max2(mean1, var1, mean2, var2)
+    return _max2(*torch.broadcast_tensors(mean1, var1, mean2, var2))
 
 
 def _max2(mean1, var1, mean2, var2):
-    s = _std(var1 + var2)
-    d = mean1 - mean2
-    a = _ratio(d, s)
-    cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
-    above2 = d * cdf + s * pdf  # E max - μ2
-    e1, e2 = d - above2, -above2
-    out_var = cdf * (var1 + e1 * e1) + cdf_neg * (var2 + e2 * e2) + (e1 + e2) * s * pdf
-    return mean2 + above2, out_var.clamp_min(0)
+    return _Max2.apply(mean1, var1, mean2, var2)
+
+
+class _Max2(torch.autograd.Function):
+    """Clark's max with closed-form derivatives (D = X1 - X2 ~ N(d, s²), e_i = μ_i - m, Q = Φ(-a)):
+
+    ∂m/∂μ1 = Φ, ∂m/∂μ2 = Q, ∂m/∂v_i = φ/(2s);
+    ∂Var/∂μ1 = 2Φe1 + 2v1φ/s,  ∂Var/∂μ2 = 2Qe2 + 2v2φ/s,
+    ∂Var/∂v1 = Φ + (φ/s)(e1 - v1 a/s),  ∂Var/∂v2 = Q + (φ/s)(e2 + v2 a/s)
+    (from ∂E[M²]/∂μ1 = 2E[X1 1{D>0}] and, by Price's theorem, ∂E[M²]/∂v1 = Φ + E[X1 δ(D)]).
+    """
+
+    @staticmethod
+    def forward(ctx, mean1, var1, mean2, var2):
+        s = _std(var1 + var2)
+        d = mean1 - mean2
+        a = _ratio(d, s)
+        cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
+        above2 = d * cdf + s * pdf  # E max - μ2
+        e1, e2 = d - above2, -above2
+        out_var = cdf * (var1 + e1 * e1) + cdf_neg * (var2 + e2 * e2) + (e1 + e2) * s * pdf
+        ctx.save_for_backward(var1, var2, s, a, cdf, cdf_neg, pdf, e1, e2)
+        return mean2 + above2, out_var.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
+        var1, var2, s, a, cdf, cdf_neg, pdf, e1, e2 = ctx.saved_tensors
+        pdf_s = pdf / s
+        half = grad_mean * 0.5 * pdf_s
+        grad_mu1 = grad_mean * cdf + grad_var * 2 * (cdf * e1 + var1 * pdf_s)
+        grad_mu2 = grad_mean * cdf_neg + grad_var * 2 * (cdf_neg * e2 + var2 * pdf_s)
+        a_s = a / s
+        grad_v1 = half + grad_var * (cdf + pdf_s * (e1 - var1 * a_s))
+        grad_v2 = half + grad_var * (cdf_neg + pdf_s * (e2 + var2 * a_s))
+        return grad_mu1, grad_v1, grad_mu2, grad_v2
 
 
 def max_pool2d(mean, var, k, stride=None):
@@ -203,9 +260,14 @@ def max_pool2d(mean, var, k, stride=None):
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive int or None, got {stride!r}")
     h, w = mean.shape[-2:]
-    h_out, w_out = (h - k) // stride + 1, (w - k) // stride + 1
-    if h_out < 1 or w_out < 1:
+    if k > min(h, w):
         raise ValueError(f"k={k} is larger than the input ({h}x{w})")
+    return _max_pool2d(mean, var, k, stride)
+
+
+def _max_pool2d(mean, var, k, stride):
+    h, w = mean.shape[-2:]
+    h_out, w_out = (h - k) // stride + 1, (w - k) // stride + 1
     pairs = [
         (mean[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride],
          var[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride])
@@ -343,7 +405,23 @@ def noisy_quantize(mean, var, grid, noise=None, tails="clamp", approximation="pr
     ``companion.rounding.quantized_moments``.  ``nodes``: quadrature points for truncate tails.  Shapes: mean, var [...] → [...].
     """
     p = quantizer_probabilities(mean, var, grid, noise, tails, approximation, nodes)
+    if tails == "clamp" or noise is None:
+        return _noisy_quantize_clamp(mean, var, grid, noise, _check_approximation(approximation))
     return _moments_on_grid(p, grid.points_like(mean))
+
+
+def _noisy_quantize_clamp(mean, var, grid, noise, c):
+    """Clamp tails from the K - 1 exceedance probabilities p_k = P(x̂ > g_k) alone:
+
+    N = #{k: X + ε > b_k} has E N = Σ_k p_k and E N² = Σ_k (2k + 1) p_k (nested events), so
+    E x̂ = g_0 + α E N and Var x̂ = α² (E N² - (E N)²): no K-vector of cell masses is formed.
+    """
+    thresholds = grid.points_like(mean)[:-1] + grid.scale_like(mean) / 2
+    p = _exceed(mean.unsqueeze(-1) - thresholds, var.unsqueeze(-1), noise, c)
+    odd = torch.arange(1, 2 * len(thresholds), 2, dtype=mean.dtype, device=mean.device)
+    count = p.sum(-1)
+    alpha = grid.scale_like(mean)
+    return grid.points_like(mean)[0] + alpha * count, alpha * alpha * ((p * odd).sum(-1) - count * count).clamp_min(0)
 
 
 def _moments_on_grid(p, points):
