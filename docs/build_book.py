@@ -152,6 +152,43 @@ def build(out, quiet: bool = True) -> dict:
     return contents
 
 
+def source_digest() -> str:
+    """A hash of everything the book is built from (pages, chapters, figures and their code)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [*DOCS.glob("*"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "figures").glob("*.png"),
+             *(ROOT / "companion" / "plots").glob("*.py"), ROOT / "companion" / "figures.py"]
+    for path in sorted(p for p in files if p.is_file()):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_build(cache=ROOT / "build" / "test-book") -> dict:
+    """Build once per source digest into ``cache/DIGEST`` and reuse it (tests share one build).
+
+    A file lock serialises concurrent callers (pytest-xdist workers): the second waits and reuses.
+    """
+    import fcntl
+    import json
+
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    key = source_digest()
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = cache / key / "contents.json"
+        if not record.exists():
+            for old in cache.iterdir():
+                if old.is_dir():
+                    shutil.rmtree(old)
+            contents = build(cache / key)
+            contents = {**contents, "html": str(contents["html"]), "mathjax": str(contents["mathjax"] or "")}
+            record.write_text(json.dumps(contents), encoding="utf-8")
+        contents = json.loads(record.read_text(encoding="utf-8"))
+    return {**contents, "html": Path(contents["html"])}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python docs/build_book.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "build" / "book"), help="output folder (default: build/book)")

@@ -27,8 +27,19 @@ def _load_builder():
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory):
-    return _load_builder().build(tmp_path_factory.mktemp("book"))
+def book():
+    """One build per source digest, shared with tests/ui (build/test-book/DIGEST)."""
+    return _load_builder().cached_build()
+
+
+def test_fresh_build_into_a_temporary_folder(tmp_path):
+    # The cache must not hide a broken build: stage (no Sphinx) from scratch and check what goes in.
+    contents = _load_builder().stage(tmp_path / "src")
+    assert contents["chapters"] == [p.stem for p in CHAPTERS]
+    assert all((tmp_path / "src" / "chapters" / p.name).exists() for p in CHAPTERS)
+    assert all((tmp_path / "src" / "figures" / f"{n}.png").exists() for n in contents["figures"])
+    chapter_map = (tmp_path / "src" / "_chapter_map.md").read_text(encoding="utf-8")
+    assert all(f"<chapters/{p.stem}>" in chapter_map for p in CHAPTERS)
 
 
 class _Links(HTMLParser):
