@@ -29,6 +29,7 @@ FIGURE_MODULES = [
     "companion.plots.foundation",
     "companion.plots.estimators",
     "companion.plots.relaxed",
+    "companion.plots.moments",
 ]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"

@@ -1,0 +1,106 @@
+"""Figures of chapter 07: moment propagation rules beside Monte Carlo, per-layer error, cost."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..figures import register
+from ..grids import UniformGrid
+from ..io import read_json
+from ..noise import Logistic
+from ..plotting import new_figure
+from ..rounding import round_to_grid
+from .. import moments as M
+
+RESULTS = Path(__file__).resolve().parent.parent.parent / "results"
+D = torch.float64
+
+
+def rule_panels(axes, var: float = 0.5, noise_scale: float = 0.15, samples: int = 20000, seed: int = 0):
+    """Draw ReLU, sign, 2-bit quantizer and max(X, 0.5·X') moments against Monte Carlo on four axes.
+
+    Lines: the analytic rules of companion.moments; dots: ``samples`` Monte Carlo draws.
+    """
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.linspace(-2.5, 2.5, 101, dtype=D)
+    dots = mu[::10]
+    z = torch.randn(samples, len(dots), generator=g, dtype=D)
+    x = dots + var**0.5 * z
+    noise, grid = Logistic(noise_scale), UniformGrid(2, scale=0.5)
+    eps = noise.sample((samples, len(dots)), generator=g, dtype=D)
+    second = torch.randn(samples, len(dots), generator=g, dtype=D)
+    v = torch.full_like(mu, var)
+    cases = [
+        ("ReLU", M.relu(mu, v), torch.relu(x)),
+        (f"sign(x + logistic(s={noise_scale:g}))", M.sign(mu, v, noise), torch.where(x + eps > 0, 1.0, -1.0)),
+        ("2-bit noisy quantizer (clamp)", M.noisy_quantize(mu, v, grid, noise), round_to_grid(x + eps, grid)),
+        ("max(X, Y), Y ~ N(0, 1)", M.max2(mu, v, torch.zeros_like(mu), torch.ones_like(mu)), torch.maximum(x, second)),
+    ]
+    for ax, (title, (m, s2), mc) in zip(axes, cases):
+        ax.plot(mu, m, color="C0", label="mean (AP)")
+        ax.plot(mu, s2, color="C1", label="variance (AP)")
+        ax.plot(dots, mc.mean(0), "o", color="C0", ms=4, label="mean (MC)")
+        ax.plot(dots, mc.var(0), "s", color="C1", ms=4, label="variance (MC)")
+        ax.set(title=title, xlabel=r"input mean $\mu$ (input variance %g)" % var)
+    axes[0].legend(fontsize="small")
+
+
+@register("moments_rules", "07_probabilistic_propagation", "Moment rules (ReLU, sign, quantizer, max) beside Monte Carlo")
+def moments_rules():
+    fig, axes = new_figure(ncols=2, nrows=2)
+    rule_panels(axes.ravel())
+    return fig
+
+
+def _missing(ax, name):
+    ax.text(0.5, 0.5, f"results/{name} not found:\nrun python -m companion.experiments moments-check",
+            ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+@register("moments_layer_errors", "07_probabilistic_propagation", "AP2 relative error per layer vs Monte Carlo (2-bit MLP, LeNet-5)")
+def moments_layer_errors(path=None):
+    path = Path(path) if path else RESULTS / "moments_layers.json"
+    fig, axes = new_figure(ncols=2, nrows=1, width=10)
+    if not path.exists():
+        _missing(axes[0], path.name)
+        axes[1].set_axis_off()
+        return fig
+    data = read_json(path)
+    for ax, name in zip(axes, ("mlp", "lenet5")):
+        for state, style in (("random", "--"), ("trained", "-")):
+            rows = data["models"][f"{name}_{state}"]
+            labels = [f"{r['index']}:{r['layer'].replace('Quant', 'Q')}" for r in rows]
+            ax.plot(labels, [r["mean_error"] for r in rows], style, marker="o", color="C0", label=f"mean, {state}")
+            ax.plot(labels, [r["var_error"] for r in rows], style, marker="s", color="C1", label=f"variance, {state}")
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=60)
+        ax.set(title=f"{name}: {data['samples'][name]} MC samples", ylabel="relative error ‖AP − MC‖/‖MC‖")
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+@register("moments_speed", "07_probabilistic_propagation", "AP2 cost per step and accuracy after equal wall time")
+def moments_speed(path=None):
+    path = Path(path) if path else RESULTS / "moments_speed.json"
+    fig, axes = new_figure(ncols=2, nrows=1, width=10)
+    if not path.exists():
+        _missing(axes[0], path.name)
+        axes[1].set_axis_off()
+        return fig
+    data = read_json(path)
+    ratios = data["step"]["ratio_to_fp"]
+    axes[0].bar(list(ratios), list(ratios.values()), color=["C7", "C0", "C2", "C1"][: len(ratios)])
+    axes[0].axhline(3, color="0.5", ls=":", label="target 3×")
+    axes[0].set(ylabel="step time / fp step time", title="2-bit LeNet-5, batch 128, CPU (shared machine)")
+    axes[0].legend()
+    methods = data["equal_time"]["methods"]
+    names = list(methods)
+    axes[1].bar([n + "\n(stochastic)" for n in names], [methods[n]["val_stochastic"] for n in names], color="C0")
+    axes[1].bar([n + "\n(rounded)" for n in names], [methods[n]["val_round"] for n in names], color="C1")
+    axes[1].set(ylabel="validation accuracy", ylim=(0, 1),
+                title=f"2-bit MLP on digits after {data['equal_time']['budget_seconds']:g} s each")
+    for i, n in enumerate(names):
+        axes[1].text(i, 0.02, f"{methods[n]['steps']} steps", ha="center", fontsize="small", color="white")
+    return fig
