@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ._checks import check_choice, check_generator, check_positive, check_tensor
 from .grids import UniformGrid
-from .noise import Noise
+from .noise import Logistic, Noise, log1mexp
 from .rounding import TAILS, _check_grid, _check_noise, log_grid_probabilities
 
 RQ_EPSILON = 1e-6
@@ -54,48 +55,75 @@ def _value(t) -> float:
     return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
 
 
+def logistic_log_cell_mass(t_lo: torch.Tensor, width) -> torch.Tensor:
+    """log(S(t_lo + w) - S(t_lo)) for logistic noise in standard units (S the sigmoid, w = α/σ > 0).
+
+    Uses S(b) - S(a) = S(b)·S(-a)·(1 - e^{a-b}): two log-sigmoids per cell and
+    one constant log(1 - e^{-w}) for the whole uniform grid; finite for any
+    t_lo, with finite gradients.  Equal to ``Logistic.log_cell_mass`` (tested)
+    at a fraction of its cost: the fast path of :func:`local_log_probabilities`.
+    """
+    return F.logsigmoid(t_lo + width) + F.logsigmoid(-t_lo) + log1mexp(-width)
+
+
 def local_log_probabilities(
     x: torch.Tensor, grid: UniformGrid, noise: Noise, tails: str = "truncate", local_radius=None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(log p, points, valid): the noisy-quantization categorical over the full or the local grid.
 
-    Full grid (``local_radius=None``): log p = :func:`companion.rounding.log_grid_probabilities`,
-    shape [..., K]; points the K grid points, shape [K]; valid None.
+    Full grid (``local_radius=None``): log p as
+    :func:`companion.rounding.log_grid_probabilities`, shape [..., K]; points
+    the K grid points, shape [K]; valid None.
 
     Local grid (RQ eqs. 6–7): levels k = round((x - β)/α) + j, j = -r..r,
     r = :func:`window_radius`; log p and points have shape [..., 2r + 1] and
     ``valid`` marks the levels inside the grid (the others get log p = -inf).
     The kept cells are those of the full grid (with ``tails="clamp"`` the end
     cells still extend to ∓∞) and their masses are renormalised over the
-    window.  Gradients flow to x, α, β and σ.
+    window.  Logistic noise takes the fast path :func:`logistic_log_cell_mass`.
+    Gradients flow to x, α, β and σ.
     """
     check_tensor("x", x)
     _check_grid(grid)
     _check_noise(noise)
     check_choice("tails", tails, TAILS)
     local_radius = check_local_radius(local_radius)
-    if local_radius is None:
+    logistic = isinstance(noise, Logistic)
+    if local_radius is None and not logistic:
         return log_grid_probabilities(x, grid, noise, tails), grid.points_like(x), None
-    r = window_radius(grid, noise, local_radius)
     alpha, beta = grid.scale_like(x), grid.offset_like(x)
     k_min, k_max = grid.level_range
-    k0 = torch.round((x.detach() - beta.detach()) / alpha.detach()).clamp(k_min, k_max)
-    k = k0.unsqueeze(-1) + torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)  # [..., W]
-    valid = (k >= k_min) & (k <= k_max)
-    k = k.clamp(k_min, k_max)
+    if local_radius is None:
+        r, k, valid = None, grid.levels(x.dtype, x.device), None
+    else:
+        r = window_radius(grid, noise, local_radius)
+        k0 = torch.round((x.detach() - beta.detach()) / alpha.detach()).clamp(k_min, k_max)
+        k = k0.unsqueeze(-1) + torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)  # [..., W]
+        valid = (k >= k_min) & (k <= k_max)
+        k = k.clamp(k_min, k_max)
     points = alpha * k + beta
-    xe = x.unsqueeze(-1)
-    lo, hi = points - alpha / 2 - xe, points + alpha / 2 - xe
-    log_mass = noise.log_cell_mass(lo, hi)
-    if tails == "clamp":
-        log_mass = torch.where(k == k_min, noise.log_cdf(hi), log_mass)
-        log_mass = torch.where(k == k_max, noise.log_cdf(-lo), log_mass)
-    log_mass = torch.where(valid, log_mass, torch.full_like(log_mass, -math.inf))
-    empty = torch.isneginf(log_mass).all(dim=-1, keepdim=True)
-    if bool(empty.any()):  # bounded noise whose support misses every kept cell: take round(x)
-        centre = torch.zeros_like(valid)
-        centre[..., r] = True
-        log_mass = torch.where(empty & centre, torch.zeros_like(log_mass), log_mass)
+    lo = points - alpha / 2 - x.unsqueeze(-1)
+    if logistic:
+        s = noise.scale_like(x)
+        t_lo = lo / s
+        log_mass = logistic_log_cell_mass(t_lo, alpha / s)
+        if tails == "clamp":
+            log_mass = torch.where(k == k_min, F.logsigmoid(t_lo + alpha / s), log_mass)
+            log_mass = torch.where(k == k_max, F.logsigmoid(-t_lo), log_mass)
+    else:
+        hi = lo + alpha
+        log_mass = noise.log_cell_mass(lo, hi)
+        if tails == "clamp":
+            log_mass = torch.where(k == k_min, noise.log_cdf(hi), log_mass)
+            log_mass = torch.where(k == k_max, noise.log_cdf(-lo), log_mass)
+    if valid is not None:
+        log_mass = torch.where(valid, log_mass, torch.full_like(log_mass, -math.inf))
+    if not logistic:
+        empty = torch.isneginf(log_mass).all(dim=-1, keepdim=True)
+        if bool(empty.any()):  # bounded noise whose support misses every kept cell: take round(x)
+            centre = torch.zeros_like(log_mass, dtype=torch.bool)
+            centre[..., r] = True
+            log_mass = torch.where(empty & centre, torch.zeros_like(log_mass), log_mass)
     return log_mass - torch.logsumexp(log_mass, dim=-1, keepdim=True), points, valid
 
 
@@ -120,7 +148,7 @@ def gumbel(shape, generator: torch.Generator | None = None, dtype=None, device=N
     dtype = dtype or torch.get_default_dtype()
     u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
     info = torch.finfo(dtype)
-    return -torch.log(-torch.log(u.clamp(info.tiny, 1 - info.eps)))
+    return u.clamp_(info.tiny, 1 - info.eps).log_().neg_().log_().neg_()
 
 
 class StraightThrough(torch.autograd.Function):
