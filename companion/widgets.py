@@ -211,3 +211,21 @@ def concrete_explorer(temperature: float = 0.5, sigma: float = 0.25, x: float = 
         sigma=float_slider("noise scale σ", sigma, 0.02, 1.0, 0.01),
         x=float_slider("input x", x, -1.5, 1.0, 0.01),
     )
+
+
+def moments_explorer(var: float = 0.5, noise_scale: float = 0.15, samples: int = 4000):
+    """Chapter 07: the moment rules (ReLU, sign with logistic noise, 2-bit quantizer, max) beside
+    Monte Carlo, for a chosen input variance and noise scale (companion.plots.moments.rule_panels)."""
+    from .plotting import new_figure
+    from .plots.moments import rule_panels
+
+    def draw(var, noise_scale):
+        fig, axes = new_figure(ncols=2, nrows=2)
+        rule_panels(axes.ravel(), var=var, noise_scale=noise_scale, samples=samples)
+        return show_figure(fig)
+
+    return W.interactive(
+        draw,
+        var=float_slider("input variance σ²", var, 0.01, 3.0, 0.01),
+        noise_scale=float_slider("noise scale s", noise_scale, 0.02, 1.0, 0.01),
+    )

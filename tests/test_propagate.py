@@ -91,3 +91,15 @@ def test_errors():
         M.propagate(model[0], torch.zeros(2, 16))
     with pytest.raises(ValueError, match="cannot propagate moments through Tanh"):
         M.propagate(torch.nn.Sequential(torch.nn.Tanh()), torch.zeros(2, 16))
+
+
+def test_moments_explorer_redraws():
+    from companion.widgets import moments_explorer
+
+    widget = moments_explorer(samples=500)
+    widget.update()
+    first = widget.result.axes[0].lines[1].get_ydata().copy()  # ReLU variance curve
+    widget.children[0].value = 2.0
+    widget.update()
+    second = widget.result.axes[0].lines[1].get_ydata()
+    assert not (first == second).all()
