@@ -40,10 +40,17 @@ def _data(name):
 
 
 def _train_for(model, x, y, seconds, *, lr=3e-3, batch_size=64, seed=0, max_steps=None):
-    """Adam on ``train.loss_function(model)`` until ``seconds`` of wall time (or ``max_steps``) are used."""
-    from ..train import loss_function, seeded_sampling
+    """Adam on the method's loss (AP: ``ap_loss`` alone, no extra sampled pass) until ``seconds`` of wall time (or ``max_steps``) are used."""
+    from ..moments import ap_loss
+    from ..nn import quantizers
+    from ..train import seeded_sampling
 
-    loss_of = loss_function(model)
+    if any(q.method in ("ap", "ap1") for q in quantizers(model)):
+        def loss_of(xb, yb):
+            return ap_loss(model, xb, yb)
+    else:
+        def loss_of(xb, yb):
+            return F.cross_entropy(model(xb), yb)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
     steps, start = 0, time.perf_counter()
@@ -74,7 +81,7 @@ def layer_check(quick: bool, seed: int, samples: dict) -> dict:
         n = samples[name]
         gen = torch.Generator().manual_seed(seed)
         out[f"{name}_random"] = layer_errors(model, probe, n, chunk=min(n, 2000 if name == "mlp" else 50), generator=gen)
-        trained = _train_for(model, x, y, seconds=5 if quick else 60, max_steps=None)
+        trained = _train_for(model, x, y, seconds=5 if quick else 30)
         gen = torch.Generator().manual_seed(seed)
         out[f"{name}_trained"] = layer_errors(model, probe, n, chunk=min(n, 2000 if name == "mlp" else 50), generator=gen)
         training[name] = trained
@@ -117,7 +124,7 @@ def equal_time(quick: bool, seed: int) -> dict:
 
     ds = _data("mlp")
     (x, y), (xv, yv) = ds.train, ds.val
-    budget = 8.0 if quick else 60.0
+    budget = 8.0 if quick else 30.0
     out = {"budget_seconds": budget, "dataset": "digits", "model": "mlp 64-64-10, 2-bit", "methods": {}}
     for method in ("ap", *SAMPLING_METHODS):
         torch.manual_seed(seed)
