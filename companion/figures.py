@@ -30,6 +30,7 @@ FIGURE_MODULES = [
     "companion.plots.estimators",
     "companion.plots.relaxed",
     "companion.plots.moments",
+    "companion.plots.experiments",
 ]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "figures"

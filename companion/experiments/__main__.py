@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Modules that provide subcommands.  Add yours here.
-SUBCOMMAND_MODULES: list[str] = ["companion.experiments.gradient_accuracy", "companion.experiments.speed", "companion.experiments.moments_check"]
+SUBCOMMAND_MODULES: list[str] = ["companion.experiments.train", "companion.experiments.gradient_accuracy", "companion.experiments.speed", "companion.experiments.moments_check"]
 
 
 def build_parser() -> argparse.ArgumentParser:
