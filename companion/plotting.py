@@ -37,4 +37,6 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float | None = None, heigh
 
 def use_style() -> None:
     """Apply the companion style globally (notebooks call this once)."""
+    import matplotlib.style
+
     matplotlib.style.use(str(STYLE))
