@@ -78,22 +78,25 @@ def render(name: str, **kwargs):
 
 
 def figure_bytes(fig, fmt: str) -> bytes:
-    """Serialise deterministically: PNG without a timestamp, PDF with CreationDate None."""
+    """Serialise deterministically: PNG without a timestamp, PDF with CreationDate None.
+
+    Drawing happens here, and colours such as "C1" resolve at draw time, so the
+    companion style is active while saving.
+    """
+    from .plotting import style
+
     buffer = io.BytesIO()
     metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None}, "svg": {"Date": None}}[fmt]
-    fig.savefig(buffer, format=fmt, metadata=metadata)
+    with style():
+        fig.savefig(buffer, format=fmt, metadata=metadata)
     return buffer.getvalue()
 
 
 def save(name: str, out_dir=DEFAULT_OUT) -> list[Path]:
     """Render ``name`` and write ``out_dir/name.png`` and ``.pdf`` atomically."""
-    from .plotting import style
-
     fig = render(name)
     out_dir = Path(out_dir)
-    with style():
-        written = [atomic_write_bytes(out_dir / f"{name}.{fmt}", figure_bytes(fig, fmt)) for fmt in ("png", "pdf")]
-    return written
+    return [atomic_write_bytes(out_dir / f"{name}.{fmt}", figure_bytes(fig, fmt)) for fmt in ("png", "pdf")]
 
 
 def index_markdown(specs: dict[str, FigureSpec]) -> str:
