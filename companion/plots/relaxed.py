@@ -72,8 +72,8 @@ def local_grid_truncation():
     return fig
 
 
-def train_curves(methods=CURVE_METHODS, epochs: int = 5, seed: int = 0):
-    """Train a tiny seeded 2-bit MLP (64-24-10) on digits per method (and "fp"); a few seconds in all.
+def train_curves(methods=CURVE_METHODS, epochs: int = 4, seed: int = 0, train_size: int = 500):
+    """Train a tiny seeded 2-bit MLP (64-24-10) on ``train_size`` digits per method (and "fp").
 
     Returns (histories, models, val): method → :func:`companion.train.fit` history, method → trained
     model, and the (x, y) validation pair (500 digits not used for training).
@@ -87,7 +87,10 @@ def train_curves(methods=CURVE_METHODS, epochs: int = 5, seed: int = 0):
     x = torch.tensor(data.data, dtype=torch.float32) / 16
     y = torch.tensor(data.target)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    train, val = (x[perm[:1000]], y[perm[:1000]]), (x[perm[1000:1500]], y[perm[1000:1500]])
+    if not 1 <= train_size <= len(x) - 500:
+        raise ValueError(f"train_size must be in 1..{len(x) - 500}, got {train_size}")
+    train = (x[perm[:train_size]], y[perm[:train_size]])
+    val = (x[perm[-500:]], y[perm[-500:]])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -115,5 +118,7 @@ def training_curves_relaxed(histories=None):
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy (one sampled pass)",
                title="2-bit weights and activations, digits")
     ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="MLP 64-24-10, Adam, seed 0")
+    ax_acc.set_xticks(curves["fp"]["epoch"])
+    ax_loss.set_xticks(curves["fp"]["epoch"])
     ax_acc.legend(fontsize="small", ncol=2)
     return fig
