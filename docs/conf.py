@@ -37,7 +37,9 @@ if _mathjax:
     # The font that the local copy ships (jupyter-server-mathjax keeps only STIX-Web).
     _font = os.environ.get("COMPANION_MATHJAX_FONT", "TeX")
     mathjax2_config = {
-        "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]},
+        # The theme marks the page body tex2jax_ignore; Sphinx's math spans carry the class "math".
+        "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
+                    "processClass": "math|output_area", "ignoreClass": "tex2jax_ignore|mathjax_ignore|document"},
         "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": _font, "imageFont": None},
     }
 else:
