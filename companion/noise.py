@@ -90,7 +90,8 @@ class Noise:
     @property
     def std(self) -> float:
         """The standard deviation of ε (a float)."""
-        return float(self.scale) * self._std_std
+        scale = self.scale.detach() if isinstance(self.scale, torch.Tensor) else self.scale
+        return float(scale) * self._std_std
 
     def log_cell_mass(self, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         """log P(lo < ε ≤ hi) = log(F(hi) - F(lo)) for finite lo < hi.
@@ -109,7 +110,8 @@ class Noise:
         return log_fb + log1mexp(log_fa - log_fb)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.parameter_name}={float(self.scale):g})"
+        scale = self.scale.detach() if isinstance(self.scale, torch.Tensor) else self.scale
+        return f"{type(self).__name__}({self.parameter_name}={float(scale):g})"
 
 
 def log1mexp(d: torch.Tensor) -> torch.Tensor:
