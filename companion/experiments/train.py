@@ -117,6 +117,22 @@ def _sigint_deferred():
             raise KeyboardInterrupt
 
 
+def _raise_on_sigterm():
+    """Treat SIGTERM (kill, a batch scheduler) like Ctrl-C: finished cells are saved, the run is marked interrupted."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def new_results() -> dict:
     return {"format": FORMAT, "cells": {}, "runs": []}
 
@@ -291,6 +307,7 @@ def cmd_train(args) -> int:
     print(f"{len(cells)} cells, {len(cells) - len(todo)} already in {out}, {len(todo)} to train", file=sys.stderr)
 
     start = time.perf_counter()
+    previous_term = _raise_on_sigterm()
     bar = tqdm(todo, desc="cells", unit="cell", disable=None if not args.no_progress else True)
     try:
         for cell in bar:
@@ -320,6 +337,8 @@ def cmd_train(args) -> int:
         print(f"interrupted: {run['cells_trained']} cell(s) finished and kept in {out}; "
               "rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        _restore_sigterm(previous_term)
     bar.close()
     run["wall_time"] = time.perf_counter() - start
     save_results(out, results)
