@@ -156,7 +156,7 @@ class Quantizer(nn.Module):
         return f"bits={self.bits}, {kind}, method={self.method!r}, noise={self.noise_family!r}, tails={self.tails!r}"
 
 
-def _quantizers(bits, signed, method, kwargs) -> Quantizer | None:
+def _make_quantizer(bits, signed, method, kwargs) -> Quantizer | None:
     return None if bits is None else Quantizer(bits, signed=signed, method=method, **kwargs)
 
 
@@ -170,8 +170,8 @@ class QuantLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, weight_bits=None, act_bits=None,
                  act_signed: bool = False, method: str = "ste", **quantizer_kwargs):
         super().__init__(in_features, out_features, bias=bias)
-        self.weight_quantizer = _quantizers(weight_bits, True, method, quantizer_kwargs)
-        self.act_quantizer = _quantizers(act_bits, act_signed, method, quantizer_kwargs)
+        self.weight_quantizer = _make_quantizer(weight_bits, True, method, quantizer_kwargs)
+        self.act_quantizer = _make_quantizer(act_bits, act_signed, method, quantizer_kwargs)
         if self.weight_quantizer is not None:
             self.weight_quantizer.init_from(self.weight)
 
@@ -190,8 +190,8 @@ class QuantConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True, *,
                  weight_bits=None, act_bits=None, act_signed: bool = False, method: str = "ste", **quantizer_kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
-        self.weight_quantizer = _quantizers(weight_bits, True, method, quantizer_kwargs)
-        self.act_quantizer = _quantizers(act_bits, act_signed, method, quantizer_kwargs)
+        self.weight_quantizer = _make_quantizer(weight_bits, True, method, quantizer_kwargs)
+        self.act_quantizer = _make_quantizer(act_bits, act_signed, method, quantizer_kwargs)
         if self.weight_quantizer is not None:
             self.weight_quantizer.init_from(self.weight)
 
