@@ -135,6 +135,7 @@ def log_grid_probabilities(
         inner = noise.log_cell_mass(b[:-1] - xe, b[1:] - xe)
         log_p = torch.cat([first, inner, last], dim=-1)
     else:
+        xe = _within_reach(xe, points[0] - half, points[-1] + half, noise, 2 * half)
         log_p = noise.log_cell_mass(points - half - xe, points + half - xe)
         empty = torch.isneginf(log_p).all(dim=-1, keepdim=True)
         if bool(empty.any()):  # bounded noise whose support misses the grid range
@@ -144,6 +145,19 @@ def log_grid_probabilities(
             nearest[..., -1] = torch.where(above, 0.0, float("-inf"))
             log_p = torch.where(empty, nearest, log_p)
     return log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)
+
+
+def _within_reach(x, low, high, noise: Noise, alpha):
+    """Clamp x to [low - R, high + R], R = 80·max(s, s²/α), s the noise scale.
+
+    Beyond R the truncated categorical no longer changes in floating point (the
+    logistic tail ratio has converged to its limit, the Gaussian one is
+    one-hot, the uniform support misses the window), while x - g would lose
+    every digit that tells the cells apart (x = 1e8 in float32 has spacing 8).
+    """
+    s = noise.scale_like(x)
+    reach = 80 * torch.maximum(s, s * s / alpha)
+    return torch.minimum(torch.maximum(x, low - reach), high + reach)
 
 
 def grid_probabilities(x: torch.Tensor, grid: UniformGrid, noise: Noise, tails: str = "clamp") -> torch.Tensor:

@@ -246,3 +246,19 @@ def test_uniform_noise_moments_are_clipped_identity_and_sr_variance():
 def test_bad_arguments_raise_clear_errors(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+@pytest.mark.parametrize("dtype, x0", [(torch.float32, 1e8), (torch.float64, 1e30), (torch.float32, 3e38)])
+@pytest.mark.parametrize("noise", [Logistic(0.5), Gaussian(0.5), Uniform(1.0)], ids=["logistic", "gaussian", "uniform"])
+def test_truncated_probabilities_for_astronomic_inputs_keep_their_limit(dtype, x0, noise):
+    # Far right the truncated law is the x → ∞ limit: e^{2/s}/(1 + e^{2/s}) on +1 for the
+    # logistic (see above), one-hot +1 for Gaussian and uniform noise; far left, mirrored.
+    grid = UniformGrid.binary()
+    limit = math.exp(4) / (1 + math.exp(4)) if isinstance(noise, Logistic) else 1.0
+    x = torch.tensor([x0, -x0], dtype=dtype, requires_grad=True)
+    p = grid_probabilities(x, grid, noise, "truncate")
+    assert p[0, 1].item() == pytest.approx(limit, rel=1e-5)
+    assert p[1, 0].item() == pytest.approx(limit, rel=1e-5)
+    mean, var = quantized_moments(x, grid, noise, "truncate")
+    (mean.sum() + var.sum()).backward()
+    assert torch.isfinite(x.grad).all()
