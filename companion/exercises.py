@@ -37,7 +37,7 @@ from .binary import st_slope
 from .estimators import toy
 from .grids import UniformGrid
 from .noise import Logistic, Noise, Uniform
-from .rounding import grid_probabilities, quantized_moments, round_to_grid, round_up_probability
+from .rounding import _check_grid, _check_noise, grid_probabilities, quantized_moments, round_to_grid, round_up_probability
 
 __all__ = [
     "CheckResult",
@@ -128,18 +128,6 @@ def _float_tensor(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(x, dtype=torch.float64)
     return check_tensor(name, x).detach().to(torch.float64)
-
-
-def _check_grid(grid) -> UniformGrid:
-    if not isinstance(grid, UniformGrid):
-        raise TypeError(f"grid must be a companion.grids.UniformGrid, got {type(grid).__name__}")
-    return grid
-
-
-def _check_noise(noise) -> Noise:
-    if not isinstance(noise, Noise):
-        raise TypeError(f"noise must be a companion.noise.Logistic, Gaussian or Uniform, got {type(noise).__name__}")
-    return noise
 
 
 # ------------------------------------------------------------------ chapter 02

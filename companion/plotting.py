@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import matplotlib
 
 STYLE = Path(__file__).with_name("companion.mplstyle")
 

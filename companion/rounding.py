@@ -10,7 +10,7 @@ import torch
 
 from ._checks import check_choice, check_generator, check_positive, check_tensor
 from .grids import UniformGrid
-from .noise import Noise, Uniform
+from .noise import Noise
 
 TAILS = ("clamp", "truncate")
 OPERATORS = ("floor", "round")

@@ -6,7 +6,6 @@ zero variance, and companion.rounding at zero input variance.
 """
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

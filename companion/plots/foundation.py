@@ -80,7 +80,7 @@ def sr_samplers(step: float = 0.5, samples: int = 4000, seed: int = 0):
     for bias in (0.0, 0.5, -0.5):
         ax.axhline(bias * step, color="0.2", lw=0.8, ls=":")
     ax.set(xlabel="$x$", ylabel=r"mean of $\hat x - x$" + f"  ({samples} samples per $x$)",
-           ylim=(-0.75 * step, 0.75 * step), title=rf"bias: 0 for the correct pairs, $\pm\delta/2$ otherwise")
+           ylim=(-0.75 * step, 0.75 * step), title=r"bias: 0 for the correct pairs, $\pm\delta/2$ otherwise")
     ax.legend(loc="upper left", fontsize=7, ncol=1)
     # One path: with the same U the two correct samplers are the same random variable.
     x_path = torch.full((400,), 0.3, dtype=torch.float64)
@@ -182,7 +182,7 @@ def expected_quantizer(bits: int = 2, scales=EXPECTED_SCALES):
         ax_m.plot(x, mean, color=f"C{i}", label=f"logistic, scale $s$ = {s:g}")
         ax_d.plot(x, slope, color=f"C{i}", label=f"$s$ = {s:g}")
     mean, _, slope = mean_and_slope(x, grid, Uniform(width=alpha))
-    ax_m.plot(x, mean, color="k", ls="--", lw=1.2, label=rf"uniform, width $\alpha$: clip$(x)$")
+    ax_m.plot(x, mean, color="k", ls="--", lw=1.2, label=r"uniform, width $\alpha$: clip$(x)$")
     ax_d.plot(x, slope, color="k", ls="--", lw=1.2, label=r"uniform: $1[g_0 \leq x \leq g_{K-1}]$")
     ax_m.plot(x, round_to_grid(x, grid), color="0.6", lw=0.8, ls=":", label="round (no noise)")
     ax_m.set(xlabel="$x$", ylabel=r"$E[\hat x\mid x]$", title=f"{bits}-bit grid, $\\alpha$ = {alpha:.3g}")
