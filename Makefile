@@ -48,3 +48,8 @@ book: $(STAMP)
 
 test-ui: $(STAMP)
 	$(PY) -m pytest -q -m ui tests/ui
+
+# Benchmarks against the peers (results/bench.json and results/bench.md).
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m companion.bench --notebooks

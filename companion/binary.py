@@ -38,7 +38,7 @@ from torch import nn
 from ._checks import check_choice, check_generator, check_int, check_positive, check_tensor
 from .grids import UniformGrid
 from .noise import Noise, Uniform, make_noise
-from .rounding import log_grid_probabilities, quantized_moments, round_to_grid
+from .rounding import _check_noise, log_grid_probabilities, quantized_moments, round_to_grid
 
 SIGN_AT_ZERO = 1.0
 
@@ -52,18 +52,21 @@ def sign(t: torch.Tensor) -> torch.Tensor:
 def binary_sample(a: torch.Tensor, noise: Noise, generator: torch.Generator | None = None) -> torch.Tensor:
     """x = sign(a - Z), Z ~ noise, elementwise; P(x = +1) = F(a)."""
     check_tensor("a", a)
+    _check_noise(noise)
     check_generator("generator", generator)
     return sign(a - noise.sample(a.shape, generator=generator, dtype=a.dtype, device=a.device))
 
 
 def binary_mean(a: torch.Tensor, noise: Noise) -> torch.Tensor:
     """E[x | a] = 2F(a) - 1 (tanh(a/2) for Logistic(1))."""
-    return 2 * noise.cdf(a) - 1
+    check_tensor("a", a)
+    return 2 * _check_noise(noise).cdf(a) - 1
 
 
 def st_slope(a: torch.Tensor, noise: Noise) -> torch.Tensor:
     """The principled straight-through slope ∂E[x|a]/∂a = 2F'(a)."""
-    return 2 * noise.pdf(a)
+    check_tensor("a", a)
+    return 2 * _check_noise(noise).pdf(a)
 
 
 # ---------------------------------------------------------------- network

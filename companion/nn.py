@@ -227,6 +227,9 @@ def lenet5(*, weight_bits=None, act_bits=None, method: str = "ste", in_channels:
            image_size: int = 28, **quantizer_kwargs) -> nn.Sequential:
     """RQ's LeNet-5: 32C5-MP2-64C5-MP2-512FC-10, quantized like :func:`mlp` (the input image is not)."""
     check_choice("method", method, METHODS)
+    check_int("in_channels", in_channels, 1, 4096)
+    check_int("num_classes", num_classes, 1, 100000)
+    check_int("image_size", image_size, 1, 4096)
     side = ((image_size - 4) // 2 - 4) // 2
     if side < 1:
         raise ValueError(f"image_size must be at least 16 for two 5x5 convolutions and pools, got {image_size}")

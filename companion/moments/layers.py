@@ -94,6 +94,9 @@ def linear(mean, var, weight, bias=None, weight_var=None):
     """
     _pair(mean, var)
     _weight_pair(weight, weight_var)
+    if weight.dim() != 2 or weight.shape[1] != mean.shape[-1]:
+        raise ValueError(f"weight must have shape [out, {mean.shape[-1]}] to match mean [..., {mean.shape[-1]}], "
+                         f"got {tuple(weight.shape)}")
     return _linear(mean, var, weight, bias, weight_var)
 
 
