@@ -7,6 +7,7 @@ a list so that its size is easy to report (``pytest --collect-only``).
 """
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,15 +136,16 @@ CLI_CASES = [
     ("train bad bits", ["train", "--dataset", "digits", "--bits", "2-2", "--quick"]),
     ("train unknown method", ["train", "--dataset", "digits", "--methods", "magic", "--quick"]),
     ("train epochs 0", ["train", "--dataset", "digits", "--epochs", "0", "--quick"]),
-    ("summary missing file", ["summary", "--results", "/nonexistent/results.json"]),
-    ("gradient-accuracy bad option", ["gradient-accuracy", "--samples", "-5"]),
+    ("summary missing file", ["summary", "/nonexistent/results.json"]),
+    ("summary unknown rule", ["summary", "--rule", "floor", "results/train_default.json"]),
+    ("gradient-accuracy seed not an int", ["gradient-accuracy", "--seed", "abc"]),
 ]
 
 
 @pytest.mark.parametrize("argv", [c[1] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
 def test_cli_refuses_bad_arguments_with_status_2(argv, tmp_path):
     result = subprocess.run([sys.executable, "-m", "companion.experiments", *argv, *(["--out", str(tmp_path / "r.json")] if argv[:1] == ["train"] else [])],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 2, result.stderr
     message = [line for line in result.stderr.strip().splitlines() if "error" in line]
     assert message, result.stderr
