@@ -387,12 +387,6 @@ def _quantizer_probabilities(mean, var, grid, noise, tails, c, nodes=8):
     if tails == "truncate" and noise is not None:
         t, w = (u.to(dtype=mean.dtype, device=mean.device) for u in _hermite(nodes))
         x = m + math.sqrt(2) * _std(v) * t  # [..., Q]
-        # Far outside the grid the truncated categorical no longer changes with x (at 40 noise
-        # std the cell masses are in the noise's exponential tail); clamping keeps the
-        # categorical away from overflow in companion.rounding.
-        points = grid.points.detach()
-        margin = 40 * noise.std + float(grid.scale)
-        x = x.clamp(float(points[0]) - margin, float(points[-1]) + margin)
         return (w.unsqueeze(-1) * grid_probabilities(x, grid, noise, tails="truncate")).sum(-2)
     thresholds = grid.points_like(mean)[:-1] + grid.scale_like(mean) / 2
     up, down = _exceed(m - thresholds, v, noise, c), _exceed(thresholds[:1] - m, v, noise, c)
