@@ -107,7 +107,8 @@ def relaxed_rows(n, repeats, local_radius=3.0):
         for method in ("rq", "rq-st"):
             for radius in (None, local_radius):
                 where = "full grid" if radius is None else f"local grid r={radius:g}σ"
-                target = 4.0 if (method == "rq-st" and radius is not None) else None
+                # The ≤ 4× target of the RQ issue is for a whole training step: see `experiments speed`.
+                target = None
                 rows.append(_row(
                     "relaxed", f'"{method}" {where}, {bits} bits, n={n:.0e}',
                     _backward(lambda t, m=method, r=radius: quantize(
@@ -136,7 +137,6 @@ def ap_rows(repeats, batch=128):
     y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(6))
     torch.manual_seed(0)
     fp = qnn.lenet5(method="fp")
-    ap = qnn.lenet5(weight_bits=2, act_bits=2, method="ap")
 
     def step(model, loss):
         def run():
@@ -144,10 +144,15 @@ def ap_rows(repeats, batch=128):
             loss(model).backward()
         return run
 
-    return [_row("moments", f"AP2 LeNet-5 2/2 forward+backward, batch {batch}",
-                 step(ap, lambda m: moments.ap_loss(m, x, y)),
-                 step(fp, lambda m: F.cross_entropy(m(x), y)),
-                 "unquantized LeNet-5 forward+backward", repeats, 3.0)]
+    rows = []
+    for tails in ("clamp", "truncate"):  # truncate needs Gauss–Hermite quadrature per activation
+        ap = qnn.lenet5(weight_bits=2, act_bits=2, method="ap", tails=tails)
+        ap(x)  # initialise the activation quantizers from data
+        rows.append(_row("moments", f"AP2 LeNet-5 2/2 ({tails} tails) forward+backward, batch {batch}",
+                         step(ap, lambda m: moments.ap_loss(m, x, y)),
+                         step(fp, lambda m: F.cross_entropy(m(x), y)),
+                         "unquantized LeNet-5 forward+backward", repeats, 3.0))
+    return rows
 
 
 def notebook_rows():
@@ -202,7 +207,7 @@ def main(argv=None) -> int:
     rows = rounding_rows(sizes, repeats)
     rows += relaxed_rows(10**4 if quick else 10**5, repeats)
     rows += concrete_rows(10**4 if quick else 10**5, 16, repeats)
-    rows += ap_rows(3 if quick else repeats)
+    rows += ap_rows(3 if quick else 5)
     if args.notebooks:
         rows += notebook_rows()
     meta = run_metadata(seed=0)
