@@ -160,7 +160,23 @@ def _make_quantizer(bits, signed, method, kwargs) -> Quantizer | None:
     return None if bits is None else Quantizer(bits, signed=signed, method=method, **kwargs)
 
 
-class QuantLinear(nn.Linear):
+class _QuantizedLayer:
+    """What QuantLinear and QuantConv2d share: a weight and an input quantizer (each None = full precision)."""
+
+    def _attach_quantizers(self, weight_bits, act_bits, act_signed: bool, method: str, quantizer_kwargs) -> None:
+        self.weight_quantizer = _make_quantizer(weight_bits, True, method, quantizer_kwargs)
+        self.act_quantizer = _make_quantizer(act_bits, act_signed, method, quantizer_kwargs)
+        if self.weight_quantizer is not None:
+            self.weight_quantizer.init_from(self.weight)
+
+    def quantized_weight(self) -> torch.Tensor:
+        return self.weight if self.weight_quantizer is None else self.weight_quantizer(self.weight)
+
+    def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.act_quantizer is None else self.act_quantizer(x)
+
+
+class QuantLinear(_QuantizedLayer, nn.Linear):
     """y = x̂ Ŵᵀ + b with x̂ = act_quantizer(x), Ŵ = weight_quantizer(W) (each None = full precision).
 
     ``weight`` and ``bias`` are the latent real parameters; the bias is not
@@ -170,38 +186,22 @@ class QuantLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, weight_bits=None, act_bits=None,
                  act_signed: bool = False, method: str = "ste", **quantizer_kwargs):
         super().__init__(in_features, out_features, bias=bias)
-        self.weight_quantizer = _make_quantizer(weight_bits, True, method, quantizer_kwargs)
-        self.act_quantizer = _make_quantizer(act_bits, act_signed, method, quantizer_kwargs)
-        if self.weight_quantizer is not None:
-            self.weight_quantizer.init_from(self.weight)
-
-    def quantized_weight(self) -> torch.Tensor:
-        return self.weight if self.weight_quantizer is None else self.weight_quantizer(self.weight)
+        self._attach_quantizers(weight_bits, act_bits, act_signed, method, quantizer_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_quantizer is not None:
-            x = self.act_quantizer(x)
-        return F.linear(x, self.quantized_weight(), self.bias)
+        return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
 
 
-class QuantConv2d(nn.Conv2d):
+class QuantConv2d(_QuantizedLayer, nn.Conv2d):
     """2-D convolution with quantized weights and/or quantized input activations (see :class:`QuantLinear`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True, *,
                  weight_bits=None, act_bits=None, act_signed: bool = False, method: str = "ste", **quantizer_kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
-        self.weight_quantizer = _make_quantizer(weight_bits, True, method, quantizer_kwargs)
-        self.act_quantizer = _make_quantizer(act_bits, act_signed, method, quantizer_kwargs)
-        if self.weight_quantizer is not None:
-            self.weight_quantizer.init_from(self.weight)
-
-    def quantized_weight(self) -> torch.Tensor:
-        return self.weight if self.weight_quantizer is None else self.weight_quantizer(self.weight)
+        self._attach_quantizers(weight_bits, act_bits, act_signed, method, quantizer_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_quantizer is not None:
-            x = self.act_quantizer(x)
-        return self._conv_forward(x, self.quantized_weight(), self.bias)
+        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
 
 
 def mlp(in_features: int, hidden, num_classes: int, *, weight_bits=None, act_bits=None, method: str = "ste",
