@@ -33,6 +33,13 @@ def _groups(path):
     return groups
 
 
+def _panels(path):
+    """The finished cells grouped by (dataset, model), and a figure with one panel per group."""
+    groups = _groups(path)
+    fig, axes = new_figure(ncols=len(groups), width=5.2 * len(groups) + 0.6, height=4.0)
+    return groups, fig, np.atleast_1d(axes)
+
+
 def _methods(group) -> list[str]:
     from ..nn import METHODS
 
@@ -58,9 +65,7 @@ def _det(c):
 
 @register("train_accuracy_vs_bits", CHAPTER, "Test accuracy of the deterministic model versus bits, per method")
 def accuracy_vs_bits(path=None):
-    groups = _groups(path)
-    fig, axes = new_figure(ncols=len(groups), width=5.2 * len(groups) + 0.6, height=4.0)
-    axes = np.atleast_1d(axes)
+    groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         bits = _quant_bits(group)
         x = np.arange(len(bits))
@@ -82,9 +87,7 @@ def accuracy_vs_bits(path=None):
 
 @register("train_curves", CHAPTER, "Validation accuracy per epoch at the lowest bit width, per method")
 def training_curves(path=None):
-    groups = _groups(path)
-    fig, axes = new_figure(ncols=len(groups), width=5.2 * len(groups) + 0.6, height=4.0)
-    axes = np.atleast_1d(axes)
+    groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         low = _quant_bits(group)[0] if _quant_bits(group) else FP_BITS
         for m in _methods(group):
@@ -115,9 +118,7 @@ def _bars(ax, group, methods, bits, get, scale):
 
 @register("train_time_per_step", CHAPTER, "Median time per training step, per method and bit width")
 def time_per_step(path=None):
-    groups = _groups(path)
-    fig, axes = new_figure(ncols=len(groups), width=5.2 * len(groups) + 0.6, height=4.0)
-    axes = np.atleast_1d(axes)
+    groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         _bars(ax, group, _methods(group), _quant_bits(group), lambda c: c["time_per_step"], 1000.0)
         ax.set(ylabel="ms per step (shared CPU: noisy)", title=f"{dataset} / {model}")
@@ -127,9 +128,7 @@ def time_per_step(path=None):
 
 @register("train_extraction_rules", CHAPTER, "Stochastic model versus deterministic extraction rules, lowest bit width")
 def extraction_rules(path=None):
-    groups = _groups(path)
-    fig, axes = new_figure(ncols=len(groups), width=5.2 * len(groups) + 0.6, height=4.0)
-    axes = np.atleast_1d(axes)
+    groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         low = _quant_bits(group)[0]
         methods = [m for m in _methods(group) if m != "fp"]

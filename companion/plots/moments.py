@@ -53,21 +53,24 @@ def moments_rules():
     return fig
 
 
-def _missing(ax, name):
-    ax.text(0.5, 0.5, f"results/{name} not found:\nrun python -m companion.experiments moments-check",
-            ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
+def _two_panels_with(path, default_name):
+    """(figure, two axes, results) — results None, and the figure says so, when the file is missing."""
+    path = Path(path) if path else RESULTS / default_name
+    fig, axes = new_figure(ncols=2, nrows=1, width=10)
+    if path.exists():
+        return fig, axes, read_json(path)
+    axes[0].text(0.5, 0.5, f"results/{path.name} not found:\nrun python -m companion.experiments moments-check",
+                 ha="center", va="center", transform=axes[0].transAxes)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig, axes, None
 
 
 @register("moments_layer_errors", "07_probabilistic_propagation", "AP2 relative error per layer vs Monte Carlo (2-bit MLP, LeNet-5)")
 def moments_layer_errors(path=None):
-    path = Path(path) if path else RESULTS / "moments_layers.json"
-    fig, axes = new_figure(ncols=2, nrows=1, width=10)
-    if not path.exists():
-        _missing(axes[0], path.name)
-        axes[1].set_axis_off()
+    fig, axes, data = _two_panels_with(path, "moments_layers.json")
+    if data is None:
         return fig
-    data = read_json(path)
     for ax, name in zip(axes, ("mlp", "lenet5")):
         for state, style in (("random", "--"), ("trained", "-")):
             rows = data["models"][f"{name}_{state}"]
@@ -83,13 +86,9 @@ def moments_layer_errors(path=None):
 
 @register("moments_speed", "07_probabilistic_propagation", "AP2 cost per step and accuracy after equal wall time")
 def moments_speed(path=None):
-    path = Path(path) if path else RESULTS / "moments_speed.json"
-    fig, axes = new_figure(ncols=2, nrows=1, width=10)
-    if not path.exists():
-        _missing(axes[0], path.name)
-        axes[1].set_axis_off()
+    fig, axes, data = _two_panels_with(path, "moments_speed.json")
+    if data is None:
         return fig
-    data = read_json(path)
     ratios = data["step"]["ratio_to_fp"]
     axes[0].bar(list(ratios), list(ratios.values()), color=["C7", "C0", "C2", "C1"][: len(ratios)])
     axes[0].axhline(3, color="0.5", ls=":", label="target 3×")
