@@ -149,7 +149,7 @@ def test_noisy_st_samples_follow_grid_probabilities(family, tails):
     noise = NOISES[family](0.4)
     n, x0 = 20000, 0.3
     y = quantize(torch.full((n,), x0, dtype=torch.float64), grid, "noisy-st", noise=noise, tails=tails,
-                 generator=torch.Generator().manual_seed(3))
+                 generator=torch.Generator().manual_seed(4))
     points = grid.points_like(y)
     counts = torch.stack([(y == p).sum() for p in points]).double()
     assert counts.sum().item() == n  # every sample is a grid point

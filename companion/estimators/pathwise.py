@@ -38,15 +38,18 @@ import torch
 
 from .._checks import check_choice, check_generator, check_positive, check_tensor
 from ..grids import UniformGrid
-from ..noise import Noise
+from ..noise import Logistic, Noise
 from ..relaxed import (
     check_local_radius,
+    argmax_first,
     gumbel,
-    local_log_probabilities,
-    pick,
+    levels_first_log_probabilities,
+    pick_first,
     relaxed_quantize,
     straight_through,
+    window_radius,
 )
+from .logistic_st import logistic_straight_through
 from ..rounding import TAILS, _check_grid, _check_noise, round_to_grid, stochastic_round
 
 PATHWISE_METHODS = ("ste", "lsq", "sr", "noisy-st", "rq", "rq-st", "mean")
@@ -126,14 +129,22 @@ def lsq_surrogate(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
 
 
 def noisy_sample(log_p: torch.Tensor, points: torch.Tensor, generator=None) -> torch.Tensor:
-    """A sample x̂ ~ p (Gumbel-max: g_{argmax(log p + u)}), shape [..., W] → [...], no gradient."""
+    """A sample x̂ ~ p (Gumbel-max: g_{argmax(log p + u)}), levels first: log p [W, ...] → [...], no gradient."""
     u = gumbel(log_p.shape, generator, log_p.dtype, log_p.device)
-    return pick(points, (log_p.detach() + u).argmax(-1, keepdim=True))
+    return pick_first(points, argmax_first(log_p.detach() + u))
 
 
 def categorical_mean(log_p: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """E[x̂|x] = Σ_i p_i g_i over the last axis (as :func:`companion.rounding.quantized_moments`)."""
-    return (torch.exp(log_p) * points).sum(-1)
+    """E[x̂|x] = Σ_i p_i g_i over the first (levels) axis (as :func:`companion.rounding.quantized_moments`)."""
+    return (torch.exp(log_p) * points).sum(0)
+
+
+def _fused(grid: UniformGrid, noise: Noise, local_radius) -> bool:
+    """Whether "noisy-st" takes the fused logistic path: logistic noise, and a local grid that would not
+    be smaller than the K - 1 thresholds the closed forms sum over (or no local grid)."""
+    if not isinstance(noise, Logistic):
+        return False
+    return local_radius is None or grid.num_points - 1 <= 2 * window_radius(grid, noise, local_radius) + 1
 
 
 def quantize(
@@ -193,7 +204,9 @@ def quantize(
             x, grid, noise, temperature, hard=method == "rq-st", local_radius=local_radius,
             generator=generator, tails=tails,
         )
-    log_p, points, _ = local_log_probabilities(x, grid, noise, tails, local_radius)
+    if method == "noisy-st" and _fused(grid, noise, local_radius):
+        return logistic_straight_through(x, grid, noise, tails, generator)
+    log_p, points, _ = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
     mean = categorical_mean(log_p, points)
     if method == "mean":
         return mean
