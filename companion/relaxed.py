@@ -88,7 +88,8 @@ def local_log_probabilities(
     _check_noise(noise)
     check_choice("tails", tails, TAILS)
     local_radius = check_local_radius(local_radius)
-    log_p, points, valid = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
+    log_p, k, valid = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
+    points = grid.scale_like(x) * k + grid.offset_like(x)
     if local_radius is None:
         return log_p.movedim(0, -1), points.reshape(-1), None
     return log_p.movedim(0, -1), points.movedim(0, -1), valid.movedim(0, -1)
@@ -97,17 +98,18 @@ def local_log_probabilities(
 def levels_first_log_probabilities(x, grid: UniformGrid, noise: Noise, tails: str, local_radius):
     """:func:`local_log_probabilities` (arguments already checked) with the levels on the *first* axis.
 
-    Returns log p [W, ...], points [W, ...] (local grid) or [K, 1, ..., 1]
-    (full grid, broadcastable against x) and valid [W, ...] or None.  Every
-    reduction over the levels is then a sum of W contiguous slices, which
-    vectorises; over a last axis of 3 or 4 entries it does not (torch's
-    softmax over [N, 4] costs about 20 times its cost over [4, N] on a CPU).
+    Returns log p [W, ...], the levels k [W, ...] (local grid) or [K, 1, ..., 1]
+    (full grid, broadcastable against x; the points are α·k + β) and valid
+    [W, ...] or None.  Every reduction over the levels is then a sum of W
+    contiguous slices, which vectorises; over a last axis of 3 or 4 entries it
+    does not (torch's softmax over [N, 4] costs about 20 times its cost over
+    [4, N] on a CPU).  The levels carry no gradient.
     """
     logistic = isinstance(noise, Logistic)
     trailing = (1,) * x.dim()
     if local_radius is None and not logistic:
         log_p = log_grid_probabilities(x, grid, noise, tails).movedim(-1, 0).contiguous()
-        return log_p, grid.points_like(x).reshape(-1, *trailing), None
+        return log_p, grid.levels(x.dtype, x.device).reshape(-1, *trailing), None
     alpha, beta = grid.scale_like(x), grid.offset_like(x)
     k_min, k_max = grid.level_range
     if local_radius is None:
@@ -119,50 +121,56 @@ def levels_first_log_probabilities(x, grid: UniformGrid, noise: Noise, tails: st
         k = k0 + torch.arange(-r, r + 1, dtype=x.dtype, device=x.device).reshape(-1, *trailing)  # [W, ...]
         valid = (k >= k_min) & (k <= k_max)
         k = k.clamp(k_min, k_max)
-    points = alpha * k + beta
-    lo = points - alpha / 2 - x
     if logistic:
         s = noise.scale_like(x)
-        t_lo = lo / s
-        log_mass = logistic_log_cell_mass(t_lo, alpha / s)
+        width = alpha / s
+        t_lo = (beta - x) / s + width * (k - 0.5)  # (g_k - α/2 - x)/σ
+        log_mass = logistic_log_cell_mass(t_lo, width)
         if tails == "clamp":
-            log_mass = torch.where(k == k_min, F.logsigmoid(t_lo + alpha / s), log_mass)
+            log_mass = torch.where(k == k_min, F.logsigmoid(t_lo + width), log_mass)
             log_mass = torch.where(k == k_max, F.logsigmoid(-t_lo), log_mass)
     else:
+        lo = alpha * (k - 0.5) + beta - x
         hi = lo + alpha
         log_mass = noise.log_cell_mass(lo, hi)
         if tails == "clamp":
             log_mass = torch.where(k == k_min, noise.log_cdf(hi), log_mass)
             log_mass = torch.where(k == k_max, noise.log_cdf(-lo), log_mass)
     if valid is not None:
-        log_mass = torch.where(valid, log_mass, torch.full_like(log_mass, -math.inf))
+        log_mass = log_mass + valid_bias(valid, x.dtype)
     if not logistic:
         empty = torch.isneginf(log_mass).all(dim=0)
         if bool(empty.any()):  # bounded noise whose support misses every kept cell: take round(x)
             centre = torch.zeros_like(log_mass, dtype=torch.bool)
             centre[r] = True
             log_mass = torch.where(empty & centre, torch.zeros_like(log_mass), log_mass)
-    return log_mass - torch.logsumexp(log_mass, dim=0, keepdim=True), points, valid
+    return log_mass - torch.logsumexp(log_mass, dim=0, keepdim=True), k, valid
+
+
+def valid_bias(valid: torch.Tensor, dtype) -> torch.Tensor:
+    """log 1[valid]: 0 for a valid level, -inf for one outside the grid (added to log-probabilities)."""
+    return torch.log(valid.to(dtype))
 
 
 def argmax_first(t: torch.Tensor) -> torch.Tensor:
-    """argmax over the first axis, [W, ...] → [...] (int64; the first maximum on ties).
+    """argmax over the first axis, [W, ...] → [...] (int64; the last maximum on ties).
 
-    A loop over the W slices: on a CPU, ``t.argmax(0)`` over a short first axis
-    is far slower than W elementwise comparisons.
+    Loops over the W slices with torch.maximum: on a CPU, ``t.argmax(0)`` over a
+    short first axis, and even ``torch.where``, are far slower than these
+    elementwise passes.  t must not hold NaN.
     """
-    best, index = t[0], torch.zeros(t.shape[1:], dtype=torch.int64, device=t.device)
+    best = t[0]
     for i in range(1, t.shape[0]):
-        better = t[i] > best
-        best = torch.where(better, t[i], best)
-        index.masked_fill_(better, i)
+        best = torch.maximum(best, t[i])
+    index = torch.zeros(t.shape[1:], dtype=torch.int64, device=t.device)
+    for i in range(1, t.shape[0]):
+        index = torch.maximum(index, (t[i] == best) * i)
     return index
 
 
-def pick_first(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """points[index[...], ...]: the chosen point per element (points [W, ...] or [K, 1, ..., 1]) → [...], no gradient."""
-    points = points.detach().expand(points.shape[0], *index.shape)
-    return torch.gather(points, 0, index.unsqueeze(0)).squeeze(0)
+def pick_level(k: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """k[index[...], ...]: the chosen level per element (k [W, ...] or [K, 1, ..., 1]) → [...]."""
+    return torch.gather(k.expand(k.shape[0], *index.shape), 0, index.unsqueeze(0)).squeeze(0)
 
 
 def fuzzed_log_probabilities(log_p: torch.Tensor, valid: torch.Tensor | None = None, epsilon: float = RQ_EPSILON,
@@ -248,11 +256,16 @@ def relaxed_quantize(
     _check_noise(noise)
     check_choice("tails", tails, TAILS)
     local_radius = check_local_radius(local_radius)
-    log_p, points, valid = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
-    log_pi = fuzzed_log_probabilities(log_p, valid, epsilon, dim=0)
+    epsilon = float(check_positive("epsilon", epsilon))
+    log_p, k, valid = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
+    # log π up to the constant -log(1 + K'ε), which cancels in the softmax and the argmax
+    log_pi = torch.logaddexp(log_p, torch.full_like(log_p, math.log(epsilon)))
+    if valid is not None:
+        log_pi = log_pi + valid_bias(valid, log_pi.dtype)
     perturbed = log_pi + gumbel(log_pi.shape, generator, log_pi.dtype, log_pi.device)
     z = torch.softmax(perturbed / temperature, dim=0)
-    soft = (z * points).sum(0)
+    alpha, beta = grid.scale_like(x), grid.offset_like(x)
+    soft = alpha * (z * k).sum(0) + beta  # Σ_i z_i g_i with Σ_i z_i = 1
     if not hard:
         return soft
-    return straight_through(pick_first(points, argmax_first(perturbed.detach())), soft)
+    return straight_through(alpha.detach() * pick_level(k, argmax_first(perturbed.detach())) + beta.detach(), soft)

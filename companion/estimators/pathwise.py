@@ -44,7 +44,7 @@ from ..relaxed import (
     argmax_first,
     gumbel,
     levels_first_log_probabilities,
-    pick_first,
+    pick_level,
     relaxed_quantize,
     straight_through,
     window_radius,
@@ -128,15 +128,15 @@ def lsq_surrogate(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
     return torch.where(inside, x + alpha * (q - s.detach()), alpha * q.clamp(k_min, k_max) + beta)
 
 
-def noisy_sample(log_p: torch.Tensor, points: torch.Tensor, generator=None) -> torch.Tensor:
-    """A sample x̂ ~ p (Gumbel-max: g_{argmax(log p + u)}), levels first: log p [W, ...] → [...], no gradient."""
+def noisy_level(log_p: torch.Tensor, k: torch.Tensor, generator=None) -> torch.Tensor:
+    """The level of a sample x̂ ~ p (Gumbel-max: k_{argmax(log p + u)}), levels first: log p [W, ...] → [...]."""
     u = gumbel(log_p.shape, generator, log_p.dtype, log_p.device)
-    return pick_first(points, argmax_first(log_p.detach() + u))
+    return pick_level(k, argmax_first(log_p.detach() + u))
 
 
-def categorical_mean(log_p: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """E[x̂|x] = Σ_i p_i g_i over the first (levels) axis (as :func:`companion.rounding.quantized_moments`)."""
-    return (torch.exp(log_p) * points).sum(0)
+def categorical_mean(log_p: torch.Tensor, k: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
+    """E[x̂|x] = Σ_i p_i g_i = α Σ_i p_i k_i + β over the first (levels) axis (as :func:`companion.rounding.quantized_moments`)."""
+    return grid.scale_like(log_p) * (torch.exp(log_p) * k).sum(0) + grid.offset_like(log_p)
 
 
 def _fused(grid: UniformGrid, noise: Noise, local_radius) -> bool:
@@ -206,8 +206,9 @@ def quantize(
         )
     if method == "noisy-st" and _fused(grid, noise, local_radius):
         return logistic_straight_through(x, grid, noise, tails, generator)
-    log_p, points, _ = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
-    mean = categorical_mean(log_p, points)
+    log_p, k, _ = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
+    mean = categorical_mean(log_p, k, grid)
     if method == "mean":
         return mean
-    return straight_through(noisy_sample(log_p, points, generator), mean)
+    hard = grid.scale_like(x).detach() * noisy_level(log_p, k, generator) + grid.offset_like(x).detach()
+    return straight_through(hard, mean)
