@@ -412,13 +412,16 @@ def _noisy_quantize_clamp(mean, var, grid, noise, c):
 
     N = #{k: X + ε > b_k} has E N = Σ_k p_k and E N² = Σ_k (2k + 1) p_k (nested events), so
     E x̂ = g_0 + α E N and Var x̂ = α² (E N² - (E N)²): no K-vector of cell masses is formed.
+    The thresholds are laid out on a leading axis [K-1, ...], so the sums over k vectorise.
     """
-    thresholds = grid.points_like(mean)[:-1] + grid.scale_like(mean) / 2
-    p = _exceed(mean.unsqueeze(-1) - thresholds, var.unsqueeze(-1), noise, c)
-    odd = torch.arange(1, 2 * len(thresholds), 2, dtype=mean.dtype, device=mean.device)
-    count = p.sum(-1)
-    alpha = grid.scale_like(mean)
-    return grid.points_like(mean)[0] + alpha * count, alpha * alpha * ((p * odd).sum(-1) - count * count).clamp_min(0)
+    k_min, k_max = grid.level_range
+    alpha, beta = grid.scale_like(mean), grid.offset_like(mean)
+    shape = (-1,) + (1,) * mean.dim()
+    thresholds = (torch.arange(k_min, k_max, dtype=mean.dtype, device=mean.device) + 0.5).reshape(shape)
+    p = _exceed(mean - (alpha * thresholds + beta), var, noise, c)  # [K-1, ...]
+    odd = torch.arange(1, 2 * (k_max - k_min), 2, dtype=mean.dtype, device=mean.device).reshape(shape)
+    count = p.sum(0)
+    return alpha * (k_min + count) + beta, alpha * alpha * ((p * odd).sum(0) - count * count).clamp_min(0)
 
 
 def _moments_on_grid(p, points):
