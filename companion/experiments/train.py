@@ -52,6 +52,19 @@ EPOCHS = {"digits": 15, "mnist5k": 10, "mnist": 20, "fashion-mnist": 20, "cifar1
 MLP_HIDDEN = 256
 LOCAL_RADIUS = 3.0
 """Default local-grid radius (units of σ) of the noisy categorical methods, RQ's δ = 3."""
+TAILS_CHOICES = ("per-method", "clamp", "truncate")
+RQ_METHODS = ("rq", "rq-st")
+
+
+def tails_for(method: str, tails: str = "per-method") -> str:
+    """The noise tails of a cell: "per-method" gives RQ's truncated categorical (RQ eq. 4) to "rq"/"rq-st"
+    and clamped tails (x̂ = round-and-clip of x + ε, the noise-injection model of Shekhovtsov & Yanush and
+    of moment propagation) to every other method; "clamp" or "truncate" sets one for all."""
+    if tails != "per-method":
+        return tails
+    return "truncate" if method in RQ_METHODS else "clamp"
+
+
 QUICK = {"epochs": 1, "train": 512, "eval": 256}
 """``--quick`` (or COMPANION_QUICK=1): one epoch on the first 512 training images, 256 val/test."""
 
@@ -176,7 +189,8 @@ def vgg_small(*, weight_bits=None, act_bits=None, method="ste", in_channels=3, n
     return torch.nn.Sequential(*layers)
 
 
-def build_model(name: str, ds: data.Dataset, weight_bits, act_bits, method: str, local_radius=None) -> torch.nn.Module:
+def build_model(name: str, ds: data.Dataset, weight_bits, act_bits, method: str, local_radius=None,
+                tails: str = "truncate") -> torch.nn.Module:
     """The network for ``--model name`` sized to the dataset ``ds``.
 
     ``local_radius`` (units of σ) restricts the noisy categorical methods to
@@ -185,7 +199,7 @@ def build_model(name: str, ds: data.Dataset, weight_bits, act_bits, method: str,
     """
     from .. import nn as qnn
 
-    q = dict(weight_bits=weight_bits, act_bits=act_bits, method=method, local_radius=local_radius)
+    q = dict(weight_bits=weight_bits, act_bits=act_bits, method=method, local_radius=local_radius, tails=tails)
     channels, side = ds.image_shape[0], ds.image_shape[-1]
     if name == "mlp":
         return qnn.mlp(ds.in_features, MLP_HIDDEN, ds.num_classes, **q)
@@ -209,14 +223,15 @@ def _mean_step_time(history: dict) -> float:
 
 
 def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: float, target: float,
-             eval_samples: int, local_radius=None, on_epoch=None) -> dict:
+             eval_samples: int, local_radius=None, tails: str = "per-method", on_epoch=None) -> dict:
     """Train and evaluate one cell; returns the JSON record."""
     from .. import train as qtrain
 
     start = time.perf_counter()
     torch.manual_seed(cell["seed"])
+    cell_tails = tails_for(cell["method"], tails)
     model = build_model(cell["model"], ds, cell["weight_bits"], cell["act_bits"], cell["method"],
-                        local_radius).to(device)
+                        local_radius, cell_tails).to(device)
     train_xy = tuple(t.to(device) for t in ds.train)
     val_xy = tuple(t.to(device) for t in ds.val)
     history = qtrain.fit(model, train_xy, epochs=cell["epochs"], batch_size=batch_size, lr=lr, seed=cell["seed"],
@@ -227,7 +242,7 @@ def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: 
                for k, vals in history.items()}
     record = {k: cell[k] for k in ("dataset", "model", "bits", "weight_bits", "act_bits", "method", "seed", "epochs")}
     record.update(
-        batch_size=batch_size, lr=lr, local_radius=local_radius, device=device, sizes=ds.sizes(),
+        batch_size=batch_size, lr=lr, local_radius=local_radius, tails=cell_tails, device=device, sizes=ds.sizes(),
         test={"stochastic": float(test["stochastic"]),
               "deterministic": {rule: float(acc) for rule, acc in test["deterministic"].items()}},
         history=history,
@@ -297,7 +312,7 @@ def cmd_train(args) -> int:
         done = results["cells"].get(c["key"])
         if done is None or args.redo:
             continue
-        for name, value in dict(settings, epochs=c["epochs"]).items():
+        for name, value in dict(settings, epochs=c["epochs"], tails=tails_for(c["method"], args.tails)).items():
             if done.get(name) != value:
                 raise ValueError(f"--out {out} already holds {c['key']} trained with {name} {done.get(name)}, not "
                                  f"{value}; use another --out or pass --redo")
@@ -323,6 +338,7 @@ def cmd_train(args) -> int:
 
                 record = run_cell(cell, loaded[ds_key], device=args.device, batch_size=args.batch_size, lr=args.lr,
                                   target=target, eval_samples=args.eval_samples, local_radius=args.local_radius,
+                                  tails=args.tails,
                                   on_epoch=on_epoch)
             results["cells"][cell["key"]] = record
             run["cells_trained"] += 1
@@ -483,6 +499,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--local-radius", type=_positive_float, default=LOCAL_RADIUS,
                    help=f"local grid radius in units of σ for the noisy categorical methods (RQ eqs. 6–7; "
                         f"default {LOCAL_RADIUS})")
+    p.add_argument("--tails", choices=TAILS_CHOICES, default="per-method",
+                   help="noise tails of the quantizers: per-method (default: truncate for rq/rq-st as in RQ eq. 4, "
+                        "clamp for the others), or clamp/truncate for all")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--data-root", default=None, help="torchvision data folder for mnist, fashion-mnist, cifar10")
