@@ -254,6 +254,30 @@ def _pathwise(rule_factory):
     return surrogate
 
 
+def _ap2(net, theta, x, y, temperature, generator):
+    """AP2 (Shekhovtsov & Flach 2019; THEORY.md §6): propagate the mean and variance of every unit, no sample.
+
+    Layer k: a ~ N(Wμ + b, W²v) (independent units), then the unit's moments
+    (μ, v) = ``companion.moments.noisy_quantize(a, grid, noise, tails="clamp")``
+    (exact for Gaussian and uniform noise, the logistic approximation otherwise);
+    the loss is the expected cross-entropy of the Gaussian logits to second order
+    (``companion.moments.expected_cross_entropy``).  Deterministic weights only.
+    """
+    from .moments.layers import expected_cross_entropy, noisy_quantize
+
+    *layers, (w_out, b_out) = theta
+    mean, var = x, torch.zeros_like(x)
+    for w, b in layers:
+        a_mean, a_var = linear(mean, w, b), torch.matmul(var, (w * w).transpose(-1, -2))
+        mean, var = noisy_quantize(a_mean, a_var, net.grid, net.noise, tails="clamp")
+    logits = linear(mean, w_out, b_out)
+    logits_var = torch.matmul(var, (w_out * w_out).transpose(-1, -2))
+    replicas = logits.numel() // (y.numel() * logits.shape[-1])
+    classes = logits.shape[-1]
+    return replicas * expected_cross_entropy(logits.reshape(-1, classes), logits_var.reshape(-1, classes),
+                                             y.repeat(replicas))
+
+
 # ---------------------------------------------------------------- score-function family
 def _sample_path(net, theta, x, generator):
     """Hard sample [x, h_1, ..., h_L] (no gradient)."""
@@ -378,14 +402,15 @@ ESTIMATORS: dict[str, Estimator] = {
     "identity-st": Estimator(_pathwise(lambda tau: _rule_identity_st), False, False, True, "ST with backward 1"),
     "psa": Estimator(_psa, False, True, False, "path sample-analytic (Shekhovtsov et al. 2020)"),
     "ap1": Estimator(_pathwise(lambda tau: _rule_mean), False, False, True, "analytic mean field (tanh propagation)"),
+    "ap2": Estimator(_ap2, False, False, False, "analytic means and variances (AP2, moment propagation)"),
     "rq": Estimator(_pathwise(_rule_quantize("rq")), False, False, False, "Relaxed Quantization (concrete), temperature τ"),
     "rq-st": Estimator(_pathwise(_rule_quantize("rq-st")), False, False, False, "RQ straight-through"),
     "noisy-st": Estimator(_pathwise(_rule_quantize("noisy-st")), False, False, False,
                           "multi-level principled ST of companion.estimators.quantize"),
     "sr": Estimator(_pathwise(_rule_quantize("sr")), False, False, False, "stochastic rounding, clipped-identity backward"),
 }
-BINARY_METHODS = ("reinforce", "arm", "concrete", "st", "hardtanh-st", "identity-st", "psa", "ap1")
-MULTILEVEL_METHODS = ("reinforce", "rq", "rq-st", "noisy-st", "hardtanh-st", "ap1")
+BINARY_METHODS = ("reinforce", "arm", "concrete", "st", "hardtanh-st", "identity-st", "psa", "ap1", "ap2")
+MULTILEVEL_METHODS = ("reinforce", "rq", "rq-st", "noisy-st", "hardtanh-st", "ap1", "ap2")
 """Methods for a multi-level net with logistic noise ("sr" needs uniform noise of width α)."""
 
 

@@ -31,7 +31,7 @@ def test_tiny_run(tmp_path):
     assert set(on_disk["cost"]["relative"]) == set(ga.BINARY_METHODS)
     ml = json.loads((tmp_path / "gradient_accuracy_multilevel.json").read_text())
     assert set(ml["nets"]) == set(ga.MULTILEVEL_NETS)
-    assert set(ml["nets"]["uniform-sr"]["checkpoints"][0]["methods"]) == {"reinforce", "sr", "ap1"}
+    assert set(ml["nets"]["uniform-sr"]["checkpoints"][0]["methods"]) == {"reinforce", "sr", "ap1", "ap2"}
 
 
 def test_group_sizes():

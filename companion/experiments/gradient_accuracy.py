@@ -18,8 +18,8 @@ relative RMSE falls like 1/√M; a biased one levels off at its bias.
 
 Multi-level part: a 2-3-3 net with 2-bit activations (grid {-1, -1/3, 1/3, 1},
 4³ = 64 states per layer) under logistic noise (REINFORCE, RQ, RQ-ST, noisy-ST,
-clipped identity, AP1) and under uniform noise of the grid spacing, i.e.
-stochastic rounding (REINFORCE, SR with its clipped-identity backward, AP1).
+clipped identity, AP1, AP2) and under uniform noise of the grid spacing, i.e.
+stochastic rounding (REINFORCE, SR with its clipped-identity backward, AP1, AP2).
 
 Outputs ``gradient_accuracy.json`` and ``gradient_accuracy_multilevel.json``.
 """
@@ -49,6 +49,7 @@ BINARY_METHODS = {  # label: (registry method, temperature)
     "identity-st": ("identity-st", 1.0),
     "psa": ("psa", 1.0),
     "ap1": ("ap1", 1.0),
+    "ap2": ("ap2", 1.0),
 }
 MULTILEVEL_NETS = {
     # name: (noise family, noise scale, {label: (method, temperature)})
@@ -59,14 +60,16 @@ MULTILEVEL_NETS = {
         "noisy-st": ("noisy-st", 1.0),
         "clipped-identity-st": ("hardtanh-st", 1.0),
         "ap1": ("ap1", 1.0),
+        "ap2": ("ap2", 1.0),
     }),
     "uniform-sr": ("uniform", 2.0 / 3.0, {
         "reinforce": ("reinforce", 1.0),
         "sr": ("sr", 1.0),
         "ap1": ("ap1", 1.0),
+        "ap2": ("ap2", 1.0),
     }),
 }
-DETERMINISTIC = {"ap1"}
+DETERMINISTIC = {"ap1", "ap2"}
 FULL = {"epochs": (1, 100, 2000), "samples": 20000, "multilevel_samples": 5000}
 QUICK = {"epochs": (1, 20, 100), "samples": 2000, "multilevel_samples": 1000}
 
