@@ -148,8 +148,17 @@ class _LogNdtr(torch.autograd.Function):
         return grad * ratio.to(z.dtype)
 
 
+_HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
 def log_ndtr(z: torch.Tensor) -> torch.Tensor:
-    """log Φ(z), the Gaussian log-cdf, with a finite gradient everywhere."""
+    """log Φ(z), the Gaussian log-cdf, with a finite gradient everywhere.
+
+    float16 and bfloat16 are computed in float32 (torch has no half-precision
+    kernel for it on the CPU) and rounded back.
+    """
+    if z.dtype in _HALF_TYPES:
+        return _LogNdtr.apply(z.float()).to(z.dtype)
     return _LogNdtr.apply(z)
 
 

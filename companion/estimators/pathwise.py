@@ -75,7 +75,8 @@ class _ClippedIdentity(torch.autograd.Function):
 
     With s = (x - β)/α and m = 1[k_min ≤ s ≤ k_max] (closed, so the gradient is
     1 also exactly at g_0 and g_{K-1}):  ∂/∂x = m,  ∂/∂α = clip(s) - m·s
-    (0 inside, k_min or k_max outside),  ∂/∂β = 1 - m.  Written as one
+    (0 inside, k_min or k_max outside; computed as clip(s)·(1 - m), finite even where
+    s overflows, as in float16),  ∂/∂β = 1 - m.  Written as one
     function so that the backward pass costs a few elementwise passes.
     """
 
@@ -94,7 +95,7 @@ class _ClippedIdentity(torch.autograd.Function):
         grad_x = grad * inside
         grad_alpha = grad_beta = None
         if ctx.needs_input_grad[2]:
-            grad_alpha = (grad * (s.clamp(k_min, k_max) - s * inside)).sum()
+            grad_alpha = (grad * (s.clamp(k_min, k_max) * ~inside)).sum()  # clip(s) - s is 0 inside
         if ctx.needs_input_grad[3]:
             grad_beta = grad.sum() - grad_x.sum()
         return None, grad_x, grad_alpha, grad_beta, None, None
@@ -164,7 +165,8 @@ def quantize(
     forward map and its backward surrogate.
 
     Args:
-        x: a floating-point tensor (no NaN).
+        x: a floating-point tensor (no NaN); float16 and bfloat16 are computed
+            in float32 and the result rounded back to the input's type.
         grid: a :class:`companion.grids.UniformGrid` (α, β may be learnable).
         method: one of :data:`PATHWISE_METHODS`.
         noise: the noise of the noisy quantizer; required by "noisy-st", "rq",
@@ -193,6 +195,9 @@ def quantize(
             raise TypeError(f"noise is required for method {method!r} (one of {', '.join(NOISY_METHODS)})")
         _check_noise(noise)
 
+    if x.dtype in (torch.float16, torch.bfloat16):  # computed in float32, rounded back (gradients flow through)
+        return quantize(x.float(), grid, method, noise=noise, temperature=temperature, tails=tails,
+                        local_radius=local_radius, generator=generator).to(x.dtype)
     if method == "ste":
         return clipped_identity(round_to_grid(x.detach(), grid), x, grid)
     if method == "lsq":

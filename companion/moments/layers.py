@@ -36,6 +36,33 @@ _SQRT_2PI = math.sqrt(2 * math.pi)
 
 
 # -- helpers ------------------------------------------------------------------
+_HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
+def half_in_float32(function):
+    """Run ``function`` in float32 when a tensor argument is float16/bfloat16, and round its tensor outputs back.
+
+    The variance floor (1e-10), φ, Φ and their ratios underflow or overflow in
+    half precision; float32 keeps every value and gradient finite.
+    """
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        half = next((a.dtype for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dtype in _HALF_TYPES),
+                    None)
+        if half is None:
+            return function(*args, **kwargs)
+
+        def up(a):
+            return a.float() if isinstance(a, torch.Tensor) and a.dtype in _HALF_TYPES else a
+
+        out = function(*map(up, args), **{k: up(v) for k, v in kwargs.items()})
+        if isinstance(out, tuple):
+            return tuple(o.to(half) if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in out)
+        return out.to(half) if isinstance(out, torch.Tensor) else out
+
+    return wrapper
+
+
 def _pair(mean, var, name: str = "mean"):
     check_tensor(name, mean)
     check_tensor("var", var)
@@ -83,6 +110,7 @@ def _weight_pair(weight, weight_var):
             raise ValueError(f"weight_var must have the shape of weight {tuple(weight.shape)}, got {tuple(weight_var.shape)}")
 
 
+@half_in_float32
 def linear(mean, var, weight, bias=None, weight_var=None):
     """y = W x + b with independent random x (and W): THEORY.md §6.
 
@@ -113,6 +141,7 @@ def _linear(mean, var, weight, bias=None, weight_var=None):
     return out_mean, out_var
 
 
+@half_in_float32
 def conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
     """The convolution form of :func:`linear`: same formulas, F.conv2d for the products.
 
@@ -136,6 +165,7 @@ def _conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
     return out_mean, out_var
 
 
+@half_in_float32
 def batch_norm(mean, var, running_mean, running_var, weight=None, bias=None, eps=1e-5):
     """Batch normalisation in eval form, an affine map per channel (dim 1).
 
@@ -156,6 +186,7 @@ def batch_norm(mean, var, running_mean, running_var, weight=None, bias=None, eps
 
 
 # -- nonlinearities -----------------------------------------------------------
+@half_in_float32
 def relu(mean, var):
     """Rectified Gaussian: X ~ N(μ, σ²), Y = max(X, 0), a = μ/σ (S&F 2019, §6 of THEORY.md).
 
@@ -196,6 +227,7 @@ class _Relu(torch.autograd.Function):
         return grad_mu, grad_v
 
 
+@half_in_float32
 def max2(mean1, var1, mean2, var2):
     """Clark's (1961) moments of max(X1, X2) for independent Gaussians.
 
@@ -247,6 +279,7 @@ class _Max2(torch.autograd.Function):
         return grad_mu1, grad_v1, grad_mu2, grad_v2
 
 
+@half_in_float32
 def max_pool2d(mean, var, k, stride=None):
     """Max pooling of independent Gaussians by Clark's max applied pairwise (a balanced tree).
 
@@ -314,6 +347,7 @@ def _uniform_exceed(m, var, width):
     return (value / width).clamp(0, 1)
 
 
+@half_in_float32
 def exceed_probability(mean, var, noise=None, approximation="probit"):
     """P(X + ε > 0) for X ~ N(μ, σ²) and injected noise ε (None: no noise).
 
@@ -332,6 +366,7 @@ def _exceed(mean, var, noise, c):
     return torch.sigmoid(z) if isinstance(noise, Logistic) else torch.special.ndtr(z)
 
 
+@half_in_float32
 def heaviside(mean, var, noise=None, approximation="probit"):
     """Y = 1[X + ε > 0]: p = P(Y = 1) (:func:`exceed_probability`), E Y = p, Var Y = p(1 - p).
 
@@ -342,6 +377,7 @@ def heaviside(mean, var, noise=None, approximation="probit"):
     return p, p * q
 
 
+@half_in_float32
 def sign(mean, var, noise=None, approximation="probit"):
     """Y = sign(X + ε) ∈ {-1, +1} (the stochastic binary unit, sign(0) := +1, a null event here).
 
@@ -360,6 +396,7 @@ def _hermite(nodes: int):
     return torch.from_numpy(t), torch.from_numpy(w / math.sqrt(math.pi))
 
 
+@half_in_float32
 def quantizer_probabilities(mean, var, grid, noise=None, tails="clamp", approximation="probit", nodes=8):
     """P(x̂ = g_i) for x̂ = Q(X + ε), X ~ N(μ, σ²): shape [..., K].
 
@@ -394,6 +431,7 @@ def _quantizer_probabilities(mean, var, grid, noise, tails, c, nodes=8):
     return torch.cat([down, inner, up[..., -1:]], dim=-1)
 
 
+@half_in_float32
 def noisy_quantize(mean, var, grid, noise=None, tails="clamp", approximation="probit", nodes=8):
     """Moments of the noisy quantizer x̂ = Q_G(X + ε) for a Gaussian input X ~ N(μ, σ²).
 
@@ -431,6 +469,7 @@ def _moments_on_grid(p, points):
 
 
 # -- output layer -------------------------------------------------------------
+@half_in_float32
 def softmax_mean(mean, var, approximation="probit"):
     """E[softmax(X)] = P(argmax(X + Gumbel) = k), X ~ N(μ, diag σ²), linear cost (S&F 2019).
 
@@ -456,6 +495,7 @@ def _softmax_mean(mean, var, c):
     return p, p * (1 - p)
 
 
+@half_in_float32
 def expected_cross_entropy(mean, var, y):
     """Batch mean of E[-log softmax(X)_y], X ~ N(μ, diag σ²), to second order (delta method):
 
