@@ -1,4 +1,6 @@
 """companion.nn: Quantizer, quantized layers and models, deterministic extraction."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,9 +25,12 @@ def test_quantizer_parameters_stay_positive_and_init_from_data():
     q = Quantizer(2, signed=True)
     x = torch.linspace(-1, 1, 1001)
     q.init_from(x)
-    # 99 % quantile of |x| = 0.99; the largest |level| of a signed 2-bit grid is 2.
-    assert q.scale.item() == pytest.approx(0.99 / 2, rel=1e-5)
-    assert q.noise_scale.item() == pytest.approx(0.99 / 6, rel=1e-5)  # σ = α/3
+    # 99 % quantile of |x| = 0.99; a signed 2-bit grid (levels -2..1) shifted by α/2 is ±α/2, ±3α/2: 3α/2 = 0.99.
+    assert q.scale.item() == pytest.approx(0.99 / 1.5, rel=1e-5)
+    assert q.noise_scale.item() == pytest.approx(0.99 / 4.5, rel=1e-5)  # σ = α/3
+    points = q.grid.points.detach()
+    torch.testing.assert_close(points, -points.flip(0))  # symmetric about 0
+    assert points[-1].item() == pytest.approx(0.99, rel=1e-5)
     with torch.no_grad():
         q.raw_scale.fill_(-50.0)
         q.raw_noise_scale.fill_(-50.0)
@@ -58,7 +63,7 @@ def test_gradients_reach_alpha_beta_and_sigma(method):
     q.generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, requires_grad=True)
     (q(x) * torch.linspace(-1, 1, 64)).sum().backward()
-    for p in (q.raw_scale, q.offset, q.raw_noise_scale, x):
+    for p in (q.raw_scale, q.raw_offset, q.raw_noise_scale, x):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
@@ -140,7 +145,7 @@ def test_to_deterministic_gives_grid_weights_and_deterministic_activations(rule)
 def test_deterministic_rules_against_brute_force():
     q = Quantizer(2, tails="clamp", noise_scale=0.6)
     with torch.no_grad():
-        q.raw_scale.fill_(0.0)  # α = softplus(0) = log 2
+        q.raw_scale.fill_(math.log(0.7))  # α = 0.7
     layer = QuantLinear(50, 1, weight_bits=2)
     layer.weight_quantizer = q
     w = torch.linspace(-2.5, 2.5, 50, dtype=torch.float32).reshape(1, 50)

@@ -49,7 +49,7 @@ from ..relaxed import (
     straight_through,
     window_radius,
 )
-from .logistic_st import logistic_straight_through
+from .logistic_st import logistic_mean, logistic_straight_through
 from ..rounding import TAILS, _check_grid, _check_noise, round_to_grid, stochastic_round
 
 PATHWISE_METHODS = ("ste", "lsq", "sr", "noisy-st", "rq", "rq-st", "mean")
@@ -141,8 +141,8 @@ def categorical_mean(log_p: torch.Tensor, k: torch.Tensor, grid: UniformGrid) ->
 
 
 def _fused(grid: UniformGrid, noise: Noise, local_radius) -> bool:
-    """Whether "noisy-st" takes the fused logistic path: logistic noise, and a local grid that would not
-    be smaller than the K - 1 thresholds the closed forms sum over (or no local grid)."""
+    """Whether "noisy-st" and "mean" take the closed forms of :mod:`.logistic_st`: logistic noise, and a local
+    grid that would not be smaller than the K - 1 thresholds they sum over (or no local grid)."""
     if not isinstance(noise, Logistic):
         return False
     return local_radius is None or grid.num_points - 1 <= 2 * window_radius(grid, noise, local_radius) + 1
@@ -209,7 +209,9 @@ def quantize(
             x, grid, noise, temperature, hard=method == "rq-st", local_radius=local_radius,
             generator=generator, tails=tails,
         )
-    if method == "noisy-st" and _fused(grid, noise, local_radius):
+    if method in ("noisy-st", "mean") and _fused(grid, noise, local_radius):
+        if method == "mean":
+            return logistic_mean(x, grid, noise, tails)
         return logistic_straight_through(x, grid, noise, tails, generator)
     log_p, k, _ = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
     mean = categorical_mean(log_p, k, grid)
