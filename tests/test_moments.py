@@ -13,7 +13,7 @@ from scipy import integrate, stats
 
 from companion import moments as M
 from companion.grids import UniformGrid
-from companion.noise import Gaussian, Logistic, Uniform
+from companion.noise import Gaussian, Logistic, Uniform, make_noise
 from companion.rounding import grid_probabilities, quantized_moments, round_to_grid
 
 D = torch.float64
@@ -345,3 +345,25 @@ def test_errors_name_the_parameter():
         M.softmax_mean(torch.zeros(3, 1), torch.zeros(3, 1))
     with pytest.raises(TypeError, match="y must be"):
         M.expected_cross_entropy(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3))
+
+
+@pytest.mark.parametrize("family", ["logistic", "gaussian", "uniform", None])
+def test_threshold_window_at_eight_bits_equals_the_full_sum(family):
+    # The windowed clamp-tails quantizer (only thresholds within z·r of the mean) against the K-cell
+    # categorical of quantizer_probabilities, for an 8-bit grid, float64, means across and beyond the grid.
+    from companion.moments.layers import _moments_on_grid
+
+    grid = UniformGrid(8, scale=0.01, offset=0.005)
+    noise = None if family is None else make_noise(family, 0.004)
+    g = torch.Generator().manual_seed(0)
+    mean = (torch.rand(500, generator=g, dtype=torch.float64) * 4 - 2).requires_grad_()
+    var = (torch.rand(500, generator=g, dtype=torch.float64) * 1e-5).requires_grad_()  # windows of ~40 of 255
+    windowed = M.noisy_quantize(mean, var, grid, noise, tails="clamp")
+    full = _moments_on_grid(M.quantizer_probabilities(mean, var, grid, noise, tails="clamp"), grid.points_like(mean))
+    for a, b in zip(windowed, full):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    weights = torch.linspace(-1, 1, 500, dtype=torch.float64)
+    ga = torch.autograd.grad(((windowed[0] + windowed[1]) * weights).sum(), (mean, var))
+    gb = torch.autograd.grad(((full[0] + full[1]) * weights).sum(), (mean, var))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
