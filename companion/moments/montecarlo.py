@@ -17,13 +17,20 @@ from ..rounding import grid_probabilities, round_to_grid
 
 
 def _sample_categorical(cdf: torch.Tensor, points: torch.Tensor, leading: int, generator) -> torch.Tensor:
-    """``leading`` independent draws of grid values by the inverse cdf; cdf [..., K-1] → [leading, ...]."""
-    u = torch.rand((leading,) + cdf.shape[:-1], generator=generator, dtype=cdf.dtype)
-    return points[(u.unsqueeze(-1) > cdf).sum(-1)]
+    """``leading`` independent draws of grid values by the inverse cdf; cdf [K-1, ...] (levels first) → [leading, ...].
+
+    The level index is #{j : u > cdf_j}, summed slice by slice over the K - 1 cdf values.
+    """
+    u = torch.rand((leading,) + cdf.shape[1:], generator=generator, dtype=cdf.dtype)
+    index = torch.zeros(u.shape, dtype=torch.int64)
+    for level_cdf in cdf:
+        index += u > level_cdf
+    return points[index]
 
 
 def _cdf(x, q):
-    return grid_probabilities(x, q.grid, q.noise, tails=q.tails).cumsum(-1)[..., :-1]
+    """P(x̂ ≤ g_j | x) for j = 0..K-2, levels first: [K-1, ...]."""
+    return grid_probabilities(x, q.grid, q.noise, tails=q.tails).cumsum(-1)[..., :-1].movedim(-1, 0).contiguous()
 
 
 def _active(q) -> bool:
@@ -45,6 +52,9 @@ def _sample_weights(layer, chunk, weight_cdf, generator):
     q = getattr(layer, "weight_quantizer", None)
     if not _active(q):
         return layer.weight.expand((chunk,) + layer.weight.shape)
+    if q.tails == "clamp":  # round-and-clip of the noisy weight: the definition of clamp tails
+        w = layer.weight.expand((chunk,) + layer.weight.shape)
+        return round_to_grid(w + q.noise.sample(w.shape, generator=generator, dtype=w.dtype), q.grid)
     return _sample_categorical(weight_cdf, q.grid.points_like(layer.weight), chunk, generator)
 
 
@@ -78,8 +88,8 @@ def sample_layers(model: nn.Sequential, x: torch.Tensor, samples: int, *, chunk:
     check_int("chunk", chunk, 1, 10**6)
     check_generator("generator", generator)
     stats: list[list] = [[0, None, None] for _ in model]  # count, mean, M2
-    weight_cdfs = [_cdf(layer.weight, layer.weight_quantizer) if _active(getattr(layer, "weight_quantizer", None))
-                   else None for layer in model]
+    weight_cdfs = [_cdf(layer.weight, q) if _active(q) and q.tails != "clamp" else None
+                   for q, layer in ((getattr(layer, "weight_quantizer", None), layer) for layer in model)]
     done = 0
     while done < samples:
         c = min(chunk, samples - done)
