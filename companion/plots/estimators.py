@@ -19,6 +19,7 @@ LABELS = {
     "reinforce": "REINFORCE", "arm": "ARM", "disarm": "DisARM", "st": "ST", "concrete": "Concrete",
     "st-gumbel": "ST-Gumbel", "exact": "exact", "concrete-0.1": "Concrete τ=0.1", "concrete-1": "Concrete τ=1",
     "hardtanh-st": "hardtanh ST", "identity-st": "identity ST", "psa": "PSA", "ap1": "AP1 (tanh)",
+    "ap2": "AP2 (means and variances)",
     "rq-0.5": "RQ λ=0.5", "rq-st-0.5": "RQ-ST λ=0.5", "noisy-st": "noisy ST", "clipped-identity-st": "clipped-identity ST",
     "sr": "SR (clipped identity)",
 }
@@ -29,6 +30,7 @@ COLORS = {
     "reinforce": "tab:blue", "arm": "tab:orange", "disarm": "tab:olive", "st": "tab:red", "concrete": "tab:purple",
     "st-gumbel": "tab:brown", "exact": "black", "concrete-0.1": "tab:gray", "concrete-1": "tab:purple",
     "hardtanh-st": "tab:cyan", "identity-st": "tab:pink", "psa": "tab:green", "ap1": "tab:olive",
+    "ap2": "darkgreen",
     "rq-0.5": "tab:purple", "rq-st-0.5": "tab:brown", "noisy-st": "tab:red", "clipped-identity-st": "tab:cyan",
     "sr": "tab:cyan",
 }
