@@ -35,15 +35,21 @@ TARGETS = {
 
 
 def configurations(ap_loss=None) -> dict:
-    """name → (model kwargs for lenet5, loss name): the unquantized baseline first."""
+    """name → model kwargs for lenet5: the unquantized baseline first.
+
+    Tails as in the default study (``train --tails per-method``): RQ's truncated
+    categorical for "rq"/"rq-st", clamped tails for every other method.
+    """
+    from .train import tails_for
+
     configs = {"fp": dict()}
     for method in PATHWISE:
-        configs[method] = dict(weight_bits=2, act_bits=2, method=method)
+        configs[method] = dict(weight_bits=2, act_bits=2, method=method, tails=tails_for(method))
     for bits in (2, 4, 8):
         configs[f"rq-st-local-{bits}bit"] = dict(weight_bits=bits, act_bits=bits, method="rq-st",
-                                                 local_radius=LOCAL_RADIUS)
+                                                 local_radius=LOCAL_RADIUS, tails=tails_for("rq-st"))
     if ap_loss is not None:
-        configs["ap"] = dict(weight_bits=2, act_bits=2, method="ap")
+        configs["ap"] = dict(weight_bits=2, act_bits=2, method="ap", tails=tails_for("ap"))
     return configs
 
 
