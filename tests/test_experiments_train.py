@@ -99,7 +99,11 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
 
 def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path):
     out = tmp_path / "interrupted.json"
-    args = [*QUICK, "--methods", "fp", "ste", "lsq", "--out", str(out)]
+    # Sixteen cells, so that the run is still going when the first one has been written (a quick digits
+    # cell takes well under a second; with three cells the run could finish before the signal arrived).
+    args = [*QUICK, "--bits", "2/2", "4/4", "8/8", "--methods", "fp", "ste", "lsq", "sr", "noisy-st", "mean",
+            "--out", str(out)]
+    total = 1 + 3 * 5
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "companion.experiments", "train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,13 +120,13 @@ def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path):
     kept = json.loads(out.read_text())  # still a valid file
     assert kept["runs"][-1]["interrupted"]
     finished = kept["cells"]
-    assert 1 <= len(finished) < 3
+    assert 1 <= len(finished) < total
     assert main(["train", *args]) == 0
     done = json.loads(out.read_text())
-    assert len(done["cells"]) == 3
+    assert len(done["cells"]) == total
     for key, cell in finished.items():
         assert done["cells"][key] == cell  # not redone
-    assert done["runs"][-1]["cells_trained"] == 3 - len(finished)
+    assert done["runs"][-1]["cells_trained"] == total - len(finished)
 
 
 def _error_line(capsys, argv):
