@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ._checks import check_choice, check_generator, check_positive, check_tensor
 from .grids import UniformGrid
 from .noise import Logistic, Noise, log1mexp
-from .rounding import TAILS, _check_grid, _check_noise, log_grid_probabilities
+from .rounding import TAILS, _check_grid, _check_noise, log_grid_probabilities, log_normalize
 
 RQ_EPSILON = 1e-6
 """Default fuzz ε of RQ Algorithm 1 (added to the normalised probabilities)."""
@@ -144,7 +144,7 @@ def levels_first_log_probabilities(x, grid: UniformGrid, noise: Noise, tails: st
             centre = torch.zeros_like(log_mass, dtype=torch.bool)
             centre[r] = True
             log_mass = torch.where(empty & centre, torch.zeros_like(log_mass), log_mass)
-    return log_mass - torch.logsumexp(log_mass, dim=0, keepdim=True), k, valid
+    return log_normalize(log_mass, 0), k, valid
 
 
 def valid_bias(valid: torch.Tensor, dtype) -> torch.Tensor:

@@ -44,8 +44,11 @@ def round_to_grid(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
     _check_grid(grid)
     alpha, beta = grid.scale_like(x), grid.offset_like(x)
     k_min, k_max = grid.level_range
-    k = torch.round((x - beta) / alpha).clamp(k_min, k_max)
-    return alpha * k + beta
+    if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad or beta.requires_grad):
+        k = torch.round((x - beta) / alpha).clamp(k_min, k_max)
+        return alpha * k + beta
+    # no graph to keep: the same operations in place on one buffer (at 1e7 values the allocations dominate)
+    return (x - beta).div_(alpha).round_().clamp_(k_min, k_max).mul_(alpha).add_(beta)
 
 
 def round_up_probability(x: torch.Tensor, grid: UniformGrid) -> torch.Tensor:
@@ -144,7 +147,21 @@ def log_grid_probabilities(
             nearest[..., 0] = torch.where(above, float("-inf"), 0.0)
             nearest[..., -1] = torch.where(above, 0.0, float("-inf"))
             log_p = torch.where(empty, nearest, log_p)
-    return log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)
+    return log_normalize(log_p, -1)
+
+
+def log_normalize(log_mass: torch.Tensor, dim: int) -> torch.Tensor:
+    """log_mass - logsumexp(log_mass) along ``dim``, computed from the shift by the maximum.
+
+    (l - m) - log Σ exp(l - m), m = max l: when every l is far in a tail (log-masses of -2000 in
+    float32 have an ulp of 2.4e-4) the differences l - m are exact while l - logsumexp(l) would
+    carry the rounding of both large numbers (probabilities summing to 1 ± 1e-4).  Entries of -inf
+    stay -inf; the maximum gets no gradient of its own (it cancels).
+    """
+    top = log_mass.detach().amax(dim=dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    shifted = log_mass - top
+    return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
 
 
 def _within_reach(x, low, high, noise: Noise, alpha):

@@ -198,10 +198,12 @@ def quantize(
     if x.dtype in (torch.float16, torch.bfloat16):  # computed in float32, rounded back (gradients flow through)
         return quantize(x.float(), grid, method, noise=noise, temperature=temperature, tails=tails,
                         local_radius=local_radius, generator=generator).to(x.dtype)
-    if method == "ste":
-        return clipped_identity(round_to_grid(x.detach(), grid), x, grid)
-    if method == "lsq":
-        return straight_through(round_to_grid(x.detach(), grid), lsq_surrogate(x, grid))
+    if method in ("ste", "lsq"):
+        with torch.no_grad():
+            hard = round_to_grid(x, grid)
+        if method == "ste":
+            return clipped_identity(hard, x, grid)
+        return straight_through(hard, lsq_surrogate(x, grid))
     if method == "sr":
         return clipped_identity(stochastic_round(x.detach(), grid, generator), x, grid)
     if method in ("rq", "rq-st"):
