@@ -131,19 +131,22 @@ def _sigint_deferred():
 
 
 def _raise_on_sigterm():
-    """Treat SIGTERM (kill, a batch scheduler) like Ctrl-C: finished cells are saved, the run is marked interrupted."""
+    """Treat SIGTERM (kill, a batch scheduler) and SIGINT like Ctrl-C: finished cells are saved, the run is
+    marked interrupted.  SIGINT is set explicitly because a run started in the background by a
+    non-interactive shell inherits it *ignored*, and ``kill -INT`` would then do nothing."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
         return None
 
 
 def _restore_sigterm(previous) -> None:
     if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def new_results() -> dict:
