@@ -95,6 +95,14 @@ def local_log_probabilities(
     return log_p.movedim(0, -1), points.movedim(0, -1), valid.movedim(0, -1)
 
 
+def window_mean(x: torch.Tensor, grid: UniformGrid, noise: Noise, tails: str = "truncate", local_radius=None):
+    """E[x̂|x] = Σ_i p_i g_i under the categorical of :func:`local_log_probabilities` (RQ's renormalised local
+    window when ``local_radius`` is given), shape of x.  Unlike ``quantize(..., "mean")``, never replaced by
+    the full-grid closed form: this is the mean the local grid itself gives."""
+    log_p, points, _ = local_log_probabilities(x, grid, noise, tails, local_radius)
+    return (log_p.exp() * points).sum(-1)
+
+
 def levels_first_log_probabilities(x, grid: UniformGrid, noise: Noise, tails: str, local_radius):
     """:func:`local_log_probabilities` (arguments already checked) with the levels on the *first* axis.
 
@@ -179,19 +187,20 @@ def pick_level(k: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def fuzzed_log_probabilities(log_p: torch.Tensor, valid: torch.Tensor | None = None, epsilon: float = RQ_EPSILON,
-                             dim: int = -1):
+                             dim: int = -1, normalize: bool = True):
     """log π, π_i = (p_i + ε)/(1 + K'ε), K' the number of valid entries (RQ Algorithm 1's ε guard).
 
     Shapes: log_p [..., W] (levels on axis ``dim``), valid None (all valid) or a bool mask like log_p;
     invalid entries (levels outside the grid) stay at -inf.  Computed as
     logaddexp(log p, log ε) followed by a log-normalisation, so log π ≥ log ε -
-    log(1 + K'ε) is finite and its gradient is bounded.
+    log(1 + K'ε) is finite and its gradient is bounded.  ``normalize=False`` skips the
+    normalisation: log(p_i + ε), which differs by a constant that cancels in a softmax or argmax.
     """
     epsilon = float(check_positive("epsilon", epsilon))
     log_pi = torch.logaddexp(log_p, torch.full_like(log_p, math.log(epsilon)))
     if valid is not None:
-        log_pi = torch.where(valid, log_pi, torch.full_like(log_pi, -math.inf))
-    return log_pi - torch.logsumexp(log_pi, dim=dim, keepdim=True)
+        log_pi = log_pi + valid_bias(valid, log_pi.dtype)
+    return log_normalize(log_pi, dim) if normalize else log_pi
 
 
 def gumbel(shape, generator: torch.Generator | None = None, dtype=None, device=None) -> torch.Tensor:
@@ -261,12 +270,9 @@ def relaxed_quantize(
     _check_noise(noise)
     check_choice("tails", tails, TAILS)
     local_radius = check_local_radius(local_radius)
-    epsilon = float(check_positive("epsilon", epsilon))
+    check_positive("epsilon", epsilon)
     log_p, k, valid = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
-    # log π up to the constant -log(1 + K'ε), which cancels in the softmax and the argmax
-    log_pi = torch.logaddexp(log_p, torch.full_like(log_p, math.log(epsilon)))
-    if valid is not None:
-        log_pi = log_pi + valid_bias(valid, log_pi.dtype)
+    log_pi = fuzzed_log_probabilities(log_p, valid, epsilon, dim=0, normalize=False)  # constant cancels below
     perturbed = log_pi + gumbel(log_pi.shape, generator, log_pi.dtype, log_pi.device)
     z = torch.softmax(perturbed / temperature, dim=0)
     alpha, beta = grid.scale_like(x), grid.offset_like(x)

@@ -164,16 +164,24 @@ def log_normalize(log_mass: torch.Tensor, dim: int) -> torch.Tensor:
     return shifted - torch.log(torch.exp(shifted).sum(dim=dim, keepdim=True))
 
 
+REACH = 80.0
+"""Truncated tails: x is clamped to within REACH·max(s, s²/α) of the grid's window (see :func:`truncation_reach`)."""
+
+
+def truncation_reach(s: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """R = REACH·max(s, s²/α): beyond R outside the window the truncated categorical no longer changes."""
+    return REACH * torch.maximum(s, s * s / alpha)
+
+
 def _within_reach(x, low, high, noise: Noise, alpha):
-    """Clamp x to [low - R, high + R], R = 80·max(s, s²/α), s the noise scale.
+    """Clamp x to [low - R, high + R], R = :func:`truncation_reach` (80·max(s, s²/α)), s the noise scale.
 
     Beyond R the truncated categorical no longer changes in floating point (the
     logistic tail ratio has converged to its limit, the Gaussian one is
     one-hot, the uniform support misses the window), while x - g would lose
     every digit that tells the cells apart (x = 1e8 in float32 has spacing 8).
     """
-    s = noise.scale_like(x)
-    reach = 80 * torch.maximum(s, s * s / alpha)
+    reach = truncation_reach(noise.scale_like(x), alpha)
     return torch.minimum(torch.maximum(x, low - reach), high + reach)
 
 

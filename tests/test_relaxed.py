@@ -21,7 +21,7 @@ from companion.relaxed import (
     straight_through,
     window_radius,
 )
-from companion.rounding import grid_probabilities, log_grid_probabilities
+from companion.rounding import grid_probabilities, log_grid_probabilities, quantized_moments
 
 
 def test_gumbel_mean_is_euler_mascheroni_and_finite_at_the_ends(monkeypatch):
@@ -176,3 +176,13 @@ def test_concrete_explorer_redraws_when_a_slider_moves():
     widget.children[0].value = 0.05  # temperature
     assert widget.result is not first
     assert [p.get_height() for p in widget.result.axes[0].patches] != heights
+
+
+def test_window_mean_is_the_full_mean_for_a_wide_window_and_differs_for_a_narrow_one():
+    from companion.relaxed import window_mean
+
+    grid, noise = UniformGrid(4, scale=0.25), Logistic(0.1)
+    x = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    full = quantized_moments(x, grid, noise, "truncate")[0]
+    torch.testing.assert_close(window_mean(x, grid, noise, "truncate", 1e3), full)
+    assert (window_mean(x, grid, noise, "truncate", 1.0) - full).abs().max() > 1e-3  # r = 1: mass dropped

@@ -8,11 +8,11 @@ from companion.experiments import gradient_accuracy as ga
 TIMING_KEYS = {"metadata", "wall_time_s", "cost", "seconds"}  # versions, git revision, seconds: not results
 
 
-def _without_timing(obj):
+def _without_timing(obj, keys=TIMING_KEYS):
     if isinstance(obj, dict):
-        return {k: _without_timing(v) for k, v in obj.items() if k not in TIMING_KEYS}
+        return {k: _without_timing(v, keys) for k, v in obj.items() if k not in keys}
     if isinstance(obj, list):
-        return [_without_timing(v) for v in obj]
+        return [_without_timing(v, keys) for v in obj]
     return obj
 
 
@@ -33,14 +33,6 @@ def test_gradient_accuracy_quick_run_is_identical_twice(tmp_path):
 TRAIN_TIMING_KEYS = {"metadata", "wall_time", "time_per_step", "time_per_epoch", "epoch_time", "step_time", "runs"}
 
 
-def _without(obj, keys):
-    if isinstance(obj, dict):
-        return {k: _without(v, keys) for k, v in obj.items() if k not in keys}
-    if isinstance(obj, list):
-        return [_without(v, keys) for v in obj]
-    return obj
-
-
 def test_quick_train_run_is_identical_twice(tmp_path):
     # Seeded end to end: data split, initialisation, shuffling and every quantizer's sampling, for a
     # deterministic (ste), a sampling (noisy-st) and a moment-propagation (ap) method.
@@ -51,7 +43,7 @@ def test_quick_train_run_is_identical_twice(tmp_path):
         out = tmp_path / run / "train.json"
         assert main(["train", "--dataset", "digits", "--model", "mlp", "--bits", "2/2", "--seeds", "0", "--quick",
                      "--no-progress", "--threads", "1", "--methods", "ste", "noisy-st", "ap", "--out", str(out)]) == 0
-        outputs.append(_without(json.loads(out.read_text()), TRAIN_TIMING_KEYS))
+        outputs.append(_without_timing(json.loads(out.read_text()), TRAIN_TIMING_KEYS))
     assert outputs[0] == outputs[1]
     assert len(outputs[0]["cells"]) == 3 and outputs[0]["cells"]["digits/mlp/2/2/ap/seed0"]["history"]["loss"]
 

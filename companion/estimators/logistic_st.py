@@ -35,10 +35,8 @@ import torch.nn.functional as F
 
 from ..grids import UniformGrid
 from ..noise import Logistic
+from ..rounding import truncation_reach
 
-REACH = 80.0
-"""Truncated tails: x is clamped to [L - R, U + R], R = REACH·max(s, s²/α), as in
-``companion.rounding``; beyond it the truncated law has converged in floating point."""
 
 CLAMP_REACH = 200.0
 """Clamped tails: x is clamped to [L - 200s, U + 200s]; S'(200) ≈ 1e-87, so nothing is
@@ -59,7 +57,7 @@ def _clamp_to(x, alpha, beta, reach, k_min, k_max):
 
 
 def _reach(alpha, s, tails: str):
-    return CLAMP_REACH * s if tails == "clamp" else REACH * torch.maximum(s, s * s / alpha)
+    return CLAMP_REACH * s if tails == "clamp" else truncation_reach(s, alpha)
 
 
 def truncation_constants(w, count: int):

@@ -8,7 +8,7 @@ from ..figures import register
 from ..grids import UniformGrid
 from ..noise import Logistic
 from ..plotting import new_figure
-from ..relaxed import local_log_probabilities, relaxed_quantize
+from ..relaxed import relaxed_quantize, window_mean
 from ..rounding import grid_probabilities
 
 CURVE_METHODS = ("ste", "sr", "noisy-st", "rq", "rq-st", "mean", "lsq")
@@ -44,12 +44,6 @@ def concrete_samples_temperature():
     return fig
 
 
-def _window_mean(x, grid, noise, radius):
-    """Σ_i p_i g_i over RQ's renormalised local window (quantize's closed forms would skip a window that saves nothing)."""
-    log_p, points, _ = local_log_probabilities(x, grid, noise, "truncate", radius)
-    return (log_p.exp() * points).sum(-1)
-
-
 @register("local_grid_truncation", "04_relaxed_quantization",
           "Local grid: truncation error of E[x̂|x] versus radius, and categorical entries per input versus bits")
 def local_grid_truncation():
@@ -61,7 +55,7 @@ def local_grid_truncation():
             grid = UniformGrid(bits, scale=4.0 / 2**bits)
             noise = Logistic(ratio * grid.scale)
             full = quantize(x, grid, "mean", noise=noise)
-            errors = [((_window_mean(x, grid, noise, r) - full).abs().max() / grid.scale).item() for r in radii]
+            errors = [((window_mean(x, grid, noise, "truncate", r) - full).abs().max() / grid.scale).item() for r in radii]
             ax_err.semilogy(radii, [max(e, 1e-6) for e in errors], style, color=color,
                             label=rf"{bits} bits, $\sigma/\alpha$ = {ratio:.2g}")
     ax_err.set(xlabel=r"local radius (units of $\sigma$)", ylabel=r"max$_x$ |E$_{local}$ - E$_{full}$| / $\alpha$",
