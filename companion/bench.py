@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .grids import UniformGrid
 from .io import atomic_write_bytes, atomic_write_json, quick_mode, run_metadata
 from .noise import Logistic
+from .perf import keep_freed_memory
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -200,6 +201,7 @@ def main(argv=None) -> int:
     parser.add_argument("--notebooks", action="store_true", help="also time every notebook and make figures")
     parser.add_argument("--out", default=str(RESULTS), help="output folder (default: results/)")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     quick = args.quick or quick_mode()
     repeats = 5 if quick else 15
     sizes = (10**4, 10**5, 10**6) if quick else (10**4, 10**6, 10**7)

@@ -1,4 +1,6 @@
-"""The fused logistic "noisy-st": closed-form sample and mean derivatives against the categorical route.
+"""The fused logistic "noisy-st" for truncated tails: closed-form sample and mean derivatives against the categorical route.
+
+(Clamped tails take ``companion.thresholds``: tests/test_thresholds.py.)
 
 Reference: ``companion.rounding.quantized_moments`` (cell masses in log space,
 normalised, Σ p_i g_i) differentiated by autograd; it shares no code with
@@ -27,10 +29,10 @@ def _leaves(alpha, beta, sigma, dtype=torch.float64):
     return tuple(torch.tensor(v, dtype=dtype, requires_grad=True) for v in (alpha, beta, sigma))
 
 
-@pytest.mark.parametrize("tails", ["clamp", "truncate"])
 @pytest.mark.parametrize("bits,signed", GRIDS)
 @pytest.mark.parametrize("sigma", [1e-3, 0.05, 0.3, 3.0, 50.0])
-def test_gradients_equal_autograd_of_the_categorical_mean(tails, bits, signed, sigma):
+def test_gradients_equal_autograd_of_the_categorical_mean(bits, signed, sigma):
+    tails = "truncate"
     g = torch.Generator().manual_seed(bits * 10 + int(signed))
     alpha, beta, s = _leaves(0.7, 0.1, sigma)
     x = torch.cat([torch.randn(300, generator=g, dtype=torch.float64) * 3,
@@ -38,17 +40,16 @@ def test_gradients_equal_autograd_of_the_categorical_mean(tails, bits, signed, s
     weights = torch.randn(x.shape, generator=g, dtype=torch.float64)
     grid, noise = UniformGrid(bits, scale=alpha, offset=beta, signed=signed), Logistic(s)
     reference = torch.autograd.grad((quantized_moments(x, grid, noise, tails)[0] * weights).sum(), (x, alpha, beta, s))
-    fused = torch.autograd.grad((logistic_straight_through(x, grid, noise, tails) * weights).sum(), (x, alpha, beta, s))
+    fused = torch.autograd.grad((logistic_straight_through(x, grid, noise) * weights).sum(), (x, alpha, beta, s))
     for name, got, want in zip(("x", "alpha", "beta", "sigma"), fused, reference):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=f"gradient for {name}")
 
 
-@pytest.mark.parametrize("tails", ["clamp", "truncate"])
-def test_closed_form_mean_equals_the_categorical_mean(tails):
+def test_closed_form_mean_equals_the_categorical_mean():
     x = torch.linspace(-6, 6, 2001, dtype=torch.float64)
     for bits, signed in GRIDS:
         grid, noise = UniformGrid(bits, scale=0.5, offset=-0.2, signed=signed), Logistic(0.35)
-        torch.testing.assert_close(logistic_mean(x, grid, noise, tails), quantized_moments(x, grid, noise, tails)[0],
+        torch.testing.assert_close(logistic_mean(x, grid, noise), quantized_moments(x, grid, noise, "truncate")[0],
                                    rtol=1e-12, atol=1e-12)
 
 
@@ -63,15 +64,15 @@ def test_truncation_constants_by_hand():
     torch.testing.assert_close(dc, numeric, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("tails", ["clamp", "truncate"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_samples_follow_grid_probabilities(tails, dtype):
+def test_samples_follow_grid_probabilities(dtype):
+    tails = "truncate"
     # n = 40000 draws per x, seeded; chi-square rejects only at p < 1e-3.
     grid, noise = UniformGrid(2, scale=0.5), Logistic(0.4)
     generator = torch.Generator().manual_seed(11)
     n = 40000
     for x0 in (-50.0, -1.2, -0.3, 0.0, 0.26, 0.9, 40.0, 1e8):
-        y = logistic_sample(torch.full((n,), x0, dtype=dtype), grid, noise, tails, generator)
+        y = logistic_sample(torch.full((n,), x0, dtype=dtype), grid, noise, generator)
         points = grid.points_like(y)
         counts = torch.stack([(y == p).sum() for p in points]).double()
         assert counts.sum().item() == n
@@ -86,12 +87,11 @@ def test_samples_follow_grid_probabilities(tails, dtype):
 def test_exceedance_decreases_and_matches_cell_masses():
     grid, noise = UniformGrid(3, scale=0.25, signed=False), Logistic(0.2)
     x = torch.linspace(-3, 5, 101, dtype=torch.float64)
-    for tails in ("clamp", "truncate"):
-        prob, _ = exceedance(x, grid, noise, tails)
-        assert (prob[1:] <= prob[:-1] + 1e-15).all()
-        p = grid_probabilities(x, grid, noise, tails)  # P(x̂ > g_j) = Σ_{i > j} p_i
-        tail = p.flip(-1).cumsum(-1).flip(-1)[..., 1:].T
-        torch.testing.assert_close(prob, tail, rtol=1e-10, atol=1e-12)
+    prob, _ = exceedance(x, grid, noise)
+    assert (prob[1:] <= prob[:-1] + 1e-15).all()
+    p = grid_probabilities(x, grid, noise, "truncate")  # P(x̂ > g_j) = Σ_{i > j} p_i
+    tail = p.flip(-1).cumsum(-1).flip(-1)[..., 1:].T
+    torch.testing.assert_close(prob, tail, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -108,9 +108,14 @@ def test_extreme_inputs_and_scales_stay_finite(dtype, tails):
 
 
 def test_quantize_takes_the_fused_path_only_where_it_applies():
-    # Logistic noise and no local grid: the fused function; a small local window on an 8-bit grid: the categorical one.
+    # Truncated tails, logistic noise, no local grid: this module; clamped tails: companion.thresholds;
+    # a small local window on an 8-bit grid: the categorical route.
     x = torch.randn(10, requires_grad=True)
-    fused = quantize(x, UniformGrid(2, scale=0.5), "noisy-st", noise=Logistic(0.2))
-    assert type(fused.grad_fn).__name__ == "_LogisticStraightThroughBackward"
-    local = quantize(x, UniformGrid(8, scale=0.5), "noisy-st", noise=Logistic(0.2), local_radius=3.0)
-    assert type(local.grad_fn).__name__ != "_LogisticStraightThroughBackward"
+    kinds = {}
+    for name, kwargs in {"truncate": dict(tails="truncate"), "clamp": dict(tails="clamp"),
+                         "local": dict(tails="truncate", local_radius=3.0)}.items():
+        grid = UniformGrid(8 if name == "local" else 2, scale=0.5)
+        kinds[name] = type(quantize(x, grid, "noisy-st", noise=Logistic(0.2), **kwargs).grad_fn).__name__
+    assert kinds == {"truncate": "_LogisticStraightThroughBackward", "clamp": "_ThresholdStraightThroughBackward",
+                     "local": kinds["local"]}
+    assert kinds["local"] not in ("_LogisticStraightThroughBackward", "_ThresholdStraightThroughBackward")

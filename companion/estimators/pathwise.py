@@ -36,6 +36,7 @@ import math
 
 import torch
 
+from .. import thresholds
 from .._checks import check_choice, check_generator, check_positive, check_tensor
 from ..grids import UniformGrid
 from ..noise import Logistic, Noise
@@ -140,12 +141,15 @@ def categorical_mean(log_p: torch.Tensor, k: torch.Tensor, grid: UniformGrid) ->
     return grid.scale_like(log_p) * (torch.exp(log_p) * k).sum(0) + grid.offset_like(log_p)
 
 
-def _fused(grid: UniformGrid, noise: Noise, local_radius) -> bool:
-    """Whether "noisy-st" and "mean" take the closed forms of :mod:`.logistic_st`: logistic noise, and a local
-    grid that would not be smaller than the K - 1 thresholds they sum over (or no local grid)."""
-    if not isinstance(noise, Logistic):
-        return False
-    return local_radius is None or grid.num_points - 1 <= 2 * window_radius(grid, noise, local_radius) + 1
+def _closed_form(x, grid: UniformGrid, noise: Noise, tails: str, local_radius) -> str | None:
+    """Which closed form "noisy-st" and "mean" take, if any: "thresholds" (:mod:`companion.thresholds`: clamp
+    tails, logistic or Gaussian noise), "logistic" (:mod:`.logistic_st`: truncated tails, logistic noise), or None
+    (the categorical).  Both need a local grid that would not be smaller than the K - 1 thresholds (or none)."""
+    if local_radius is not None and grid.num_points - 1 > 2 * window_radius(grid, noise, local_radius) + 1:
+        return None
+    if tails == "clamp" and thresholds.supports(x, grid, noise):
+        return "thresholds"
+    return "logistic" if tails == "truncate" and isinstance(noise, Logistic) else None
 
 
 def quantize(
@@ -211,10 +215,15 @@ def quantize(
             x, grid, noise, temperature, hard=method == "rq-st", local_radius=local_radius,
             generator=generator, tails=tails,
         )
-    if method in ("noisy-st", "mean") and _fused(grid, noise, local_radius):
+    closed_form = _closed_form(x, grid, noise, tails, local_radius) if method in ("noisy-st", "mean") else None
+    if closed_form == "thresholds":
         if method == "mean":
-            return logistic_mean(x, grid, noise, tails)
-        return logistic_straight_through(x, grid, noise, tails, generator)
+            return thresholds.threshold_mean(x, grid, noise)
+        return thresholds.threshold_straight_through(x, grid, noise, generator)
+    if closed_form == "logistic":
+        if method == "mean":
+            return logistic_mean(x, grid, noise)
+        return logistic_straight_through(x, grid, noise, generator)
     log_p, k, _ = levels_first_log_probabilities(x, grid, noise, tails, local_radius)
     mean = categorical_mean(log_p, k, grid)
     if method == "mean":

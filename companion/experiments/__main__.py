@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from ..perf import keep_freed_memory
+
 # Modules that provide subcommands.  Add yours here.
 SUBCOMMAND_MODULES: list[str] = ["companion.experiments.train", "companion.experiments.gradient_accuracy", "companion.experiments.speed", "companion.experiments.moments_check"]
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as error:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import thresholds
 from .._checks import check_choice, check_int, check_tensor
 from ..grids import UniformGrid
 from ..noise import Gaussian, Logistic, Noise, Uniform
@@ -449,38 +450,27 @@ def _noisy_quantize_clamp(mean, var, grid, noise, c):
     """Clamp tails from the K - 1 exceedance probabilities p_k = P(x̂ > g_k) alone:
 
     N = #{k: X + ε > b_k} has E N = Σ_k p_k and E N² = Σ_k (2k + 1) p_k (nested events), so
-    E x̂ = g_0 + α E N and Var x̂ = α² (E N² - (E N)²): no K-vector of cell masses is formed.
-    The thresholds are laid out on a leading axis [W, ...], so the sums over k vectorise.
-
-    Only the W thresholds within z·r of the mean are evaluated (r the effective scale of
-    X + ε, z = 3 - log(machine epsilon): 19 in float32, 39 in float64); the p_k below the
-    window equal 1 and those above equal 0 to working precision and enter E N and E N² in
-    closed form (j_0 thresholds passed: j_0 and j_0²).  At 8 bits this evaluates tens of
-    thresholds per value instead of 255.
+    E x̂ = g_0 + α E N and Var x̂ = α² Var N: no K-vector of cell masses is formed, and only
+    the thresholds within z effective scales of the mean are evaluated (:mod:`companion.thresholds`).
+    Logistic and Gaussian noise with a per-tensor grid take
+    :func:`companion.thresholds.threshold_moments` (a closed-form backward pass); uniform noise
+    and no noise are differentiated by autograd over the same window.
     """
-    k_min, k_max = grid.level_range
+    if thresholds.supports(mean, grid, noise):
+        return thresholds.threshold_moments(mean, var, grid, noise, c)
+    k_min, _ = grid.level_range
     alpha, beta = grid.scale_like(mean), grid.offset_like(mean)
-    count_all = k_max - k_min  # K - 1 thresholds
-    shape = (-1,) + (1,) * mean.dim()
-    z = 3.0 - math.log(torch.finfo(mean.dtype).eps)
     with torch.no_grad():
+        z = thresholds.window_z(mean.dtype)
         if isinstance(noise, Uniform):
             half = z * _std(var) + noise.scale_like(var) / 2
         else:
             half = z * _effective_scale(var, noise, c)
-        width = int(math.ceil(2 * float(half.max()) / float(alpha))) + 2 if half.numel() else count_all
-    if width >= count_all:
-        start = torch.zeros((), dtype=mean.dtype, device=mean.device)
-        j = torch.arange(count_all, dtype=mean.dtype, device=mean.device).reshape(shape)
-    else:
-        with torch.no_grad():
-            first = alpha * (k_min + 0.5) + beta  # b_0
-            start = torch.floor((mean - half - first) / alpha).clamp(0, count_all - width)
-        j = start + torch.arange(width, dtype=mean.dtype, device=mean.device).reshape(shape)
-    p = _exceed(mean - (alpha * (k_min + j + 0.5) + beta), var, noise, c)  # [W, ...]
-    count = start + p.sum(0)
-    second = start * start + ((2 * j + 1) * p).sum(0)
-    return alpha * (k_min + count) + beta, alpha * alpha * (second - count * count).clamp_min(0)
+    start, i = thresholds.window(mean, half, alpha, beta, grid.level_range)
+    p = _exceed(mean - (alpha * (k_min + start + i + 0.5) + beta), var, noise, c)  # [W, ...]
+    count = p.sum(0)
+    second = ((2 * i + 1) * p).sum(0)
+    return alpha * (k_min + start + count) + beta, alpha * alpha * (second - count * count).clamp_min(0)
 
 
 def _moments_on_grid(p, points):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_tensor
@@ -94,7 +95,9 @@ def _zero_if_none(var, mean):
 
 
 def _relu_layer(layer, mean, var, ctx):
-    return _relu(mean, _zero_if_none(var, mean))
+    if var is None:  # a deterministic input: the rectified Gaussian at zero variance is relu itself
+        return torch.relu(mean), None
+    return _relu(mean, var)
 
 
 def _square(value, name):
@@ -107,7 +110,10 @@ def _square(value, name):
 def _pool(layer, mean, var, ctx):
     if layer.padding not in (0, (0, 0)) or layer.dilation not in (1, (1, 1)) or layer.ceil_mode:
         raise ValueError("model: MaxPool2d layers must have padding 0, dilation 1 and ceil_mode False for propagate")
-    return _max_pool2d(mean, _zero_if_none(var, mean), _square(layer.kernel_size, "kernel_size"), _square(layer.stride, "stride"))
+    k, stride = _square(layer.kernel_size, "kernel_size"), _square(layer.stride, "stride")
+    if var is None:  # deterministic input: Clark's max at zero variance is the max itself
+        return F.max_pool2d(mean, k, stride), None
+    return _max_pool2d(mean, var, k, stride)
 
 
 def _flatten(layer, mean, var, ctx):
@@ -138,12 +144,19 @@ def _rule(layer):
     raise ValueError(f"model: cannot propagate moments through {type(layer).__name__}; supported layers: {names}")
 
 
-def propagate_layers(model, x, var=None, *, means_only=False, approximation="probit", nodes=8) -> Iterator:
+def propagate_layers(model, x, var=None, *, means_only=False, approximation="probit", nodes=8,
+                     pool_first=False) -> Iterator:
     """Yield (index, layer, mean, var) after every layer of ``model`` (an ``nn.Sequential``).
 
     ``x`` is the input mean [N, ...]; ``var`` its variance (None: a deterministic input).
     Internally a variance of None means "exactly zero" (the input, and every layer in AP1),
     which saves the variance products; the yielded variances are tensors.
+
+    ``pool_first``: a ReLU followed by a MaxPool2d is propagated as the pool, then the ReLU.
+    max(relu a, relu b) = relu(max(a, b)) for every sample, so the network is the same; the
+    approximation changes: Clark's max meets the Gaussian pre-activations (its assumption)
+    instead of rectified ones, and the rectified-Gaussian moments are computed on k² times
+    fewer values.  The pair yields once, at the pool's index.  False: layer by layer.
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential of supported layers, got {type(model).__name__}")
@@ -153,11 +166,20 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
         if var.shape != x.shape:
             raise ValueError(f"var must have the shape of x {tuple(x.shape)}, got {tuple(var.shape)}")
     ctx = {"c": _check_approximation(approximation), "nodes": nodes, "means_only": bool(means_only)}
-    rules = [_rule(layer) for layer in model]
-    mean = x
-    for index, (layer, rule) in enumerate(zip(model, rules)):
-        mean, var = rule(layer, mean, var, ctx)
+    layers = list(model)
+    rules = [_rule(layer) for layer in layers]
+    mean, index = x, 0
+    while index < len(layers):
+        layer = layers[index]
+        if pool_first and rules[index] is _relu_layer and index + 1 < len(layers) and rules[index + 1] is _pool:
+            mean, var = _pool(layers[index + 1], mean, var, ctx)
+            index += 1
+            layer = layers[index]
+            mean, var = _relu_layer(layers[index - 1], mean, var, ctx)
+        else:
+            mean, var = rules[index](layer, mean, var, ctx)
         yield index, layer, mean, _zero_if_none(var, mean)
+        index += 1
 
 
 def propagate(model, x, var=None, *, means_only=False, approximation="probit", nodes=8):
