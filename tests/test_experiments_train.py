@@ -97,12 +97,25 @@ def test_summary_mean_and_std_over_seeds(tmp_path):
     assert f"| ste | {expected} |" in text
 
 
-def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path):
+def test_parallel_jobs_give_the_numbers_of_one_process(quick_results, tmp_path):
+    # --jobs 2 trains the cells in two worker processes with one thread each, like --threads 1 in one process.
+    out = tmp_path / "jobs.json"
+    assert main(["train", *QUICK, "--methods", "fp", "ste", "sr", "--jobs", "2", "--out", str(out)]) == 0
+    one, two = (json.loads(path.read_text())["cells"] for path in (quick_results, out))
+    assert sorted(one) == sorted(two)
+    for key in one:
+        assert two[key]["test"] == one[key]["test"], key
+        assert two[key]["history"]["loss"] == one[key]["history"]["loss"], key
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_interrupted_run_keeps_finished_cells_and_resumes(tmp_path, jobs):
     out = tmp_path / "interrupted.json"
     # Sixteen cells, so that the run is still going when the first one has been written (a quick digits
     # cell takes well under a second; with three cells the run could finish before the signal arrived).
+    # With --jobs 2 the interrupt stops the worker processes too.
     args = [*QUICK, "--bits", "2/2", "4/4", "8/8", "--methods", "fp", "ste", "lsq", "sr", "noisy-st", "mean",
-            "--out", str(out)]
+            "--jobs", jobs, "--out", str(out)]
     total = 1 + 3 * 5
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "companion.experiments", "train", *args], cwd=ROOT, env=env,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import signal
 import statistics
 import sys
@@ -225,13 +226,14 @@ def _mean_step_time(history: dict) -> float:
     return float(statistics.median(flat))
 
 
-def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: float, target: float,
+def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: float, target: float | None,
              eval_samples: int, local_radius=None, tails: str = "per-method", on_epoch=None) -> dict:
-    """Train and evaluate one cell; returns the JSON record."""
+    """Train and evaluate one cell; returns the JSON record.  ``target`` None: the dataset's :data:`TARGETS`."""
     from .. import train as qtrain
 
     start = time.perf_counter()
     torch.manual_seed(cell["seed"])
+    target = TARGETS.get(cell["dataset"], 0.0) if target is None else target
     cell_tails = tails_for(cell["method"], tails)
     model = build_model(cell["model"], ds, cell["weight_bits"], cell["act_bits"], cell["method"],
                         local_radius, cell_tails).to(device)
@@ -327,28 +329,42 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     previous_term = _raise_on_sigterm()
     bar = tqdm(todo, desc="cells", unit="cell", disable=None if not args.no_progress else True)
+
+    def keep(record, key):
+        results["cells"][key] = record
+        run["cells_trained"] += 1
+        run["wall_time"] = time.perf_counter() - start
+        save_results(out, results)
+        bar.set_postfix_str(f"{key} test={record['test']['stochastic']:.4f}")
+
+    settings = _cell_settings(args)
+    pool = None
     try:
-        for cell in bar:
-            bar.set_postfix_str(cell["key"])
-            ds_key = (cell["dataset"], cell["model"])
-            target = TARGETS.get(cell["dataset"], 0.0) if args.target is None else args.target
-            with tqdm(total=cell["epochs"], desc="  epochs", unit="ep", leave=False,
-                      disable=None if not args.no_progress else True) as epoch_bar:
+        if args.jobs == 1:
+            for cell in bar:
+                bar.set_postfix_str(cell["key"])
+                with tqdm(total=cell["epochs"], desc="  epochs", unit="ep", leave=False,
+                          disable=None if not args.no_progress else True) as epoch_bar:
 
-                def on_epoch(epoch, history, epoch_bar=epoch_bar):
-                    epoch_bar.update(1)
-                    epoch_bar.set_postfix(val_acc=f"{history['val_acc'][-1]:.4f}")
+                    def on_epoch(epoch, history, epoch_bar=epoch_bar):
+                        epoch_bar.update(1)
+                        epoch_bar.set_postfix(val_acc=f"{history['val_acc'][-1]:.4f}")
 
-                record = run_cell(cell, loaded[ds_key], device=args.device, batch_size=args.batch_size, lr=args.lr,
-                                  target=target, eval_samples=args.eval_samples, local_radius=args.local_radius,
-                                  tails=args.tails,
-                                  on_epoch=on_epoch)
-            results["cells"][cell["key"]] = record
-            run["cells_trained"] += 1
-            run["wall_time"] = time.perf_counter() - start
-            save_results(out, results)
-            bar.set_postfix_str(f"{cell['key']} test={record['test']['stochastic']:.4f}")
+                    record = run_cell(cell, loaded[(cell["dataset"], cell["model"])], on_epoch=on_epoch, **settings)
+                keep(record, cell["key"])
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_worker_init,
+                                                             initargs=(args.threads or 1,))
+            jobs = [(cell, settings, _loader_args(args)) for cell in todo]
+            for key, record in pool.imap_unordered(_worker_cell, jobs):
+                bar.update(1)
+                keep(record, key)
+            pool.close()
+            pool.join()
     except KeyboardInterrupt:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         run["interrupted"] = True
         run["wall_time"] = time.perf_counter() - start
         save_results(out, results)
@@ -363,6 +379,36 @@ def cmd_train(args) -> int:
     save_results(out, results)
     print(f"wrote {out}: {run['cells_trained']} cell(s) trained in {run['wall_time']:.1f} s", file=sys.stderr)
     return 0
+
+
+def _cell_settings(args) -> dict:
+    return dict(device=args.device, batch_size=args.batch_size, lr=args.lr, target=args.target,
+                eval_samples=args.eval_samples, local_radius=args.local_radius, tails=args.tails)
+
+
+def _loader_args(args) -> dict:
+    return dict(data_root=args.data_root, download=args.download, quick=args.quick)
+
+
+_WORKER_DATA: dict = {}
+
+
+def _worker_init(threads: int) -> None:
+    """A --jobs worker: Ctrl-C is the parent's to handle (it terminates the pool); ``threads`` torch threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    from ..perf import keep_freed_memory
+
+    keep_freed_memory()
+
+
+def _worker_cell(job):
+    """Train one cell in a --jobs worker (datasets loaded once per worker); returns (key, record)."""
+    cell, settings, loader = job
+    ds_key = (cell["dataset"], cell["model"])
+    if ds_key not in _WORKER_DATA:
+        _WORKER_DATA[ds_key] = _load_dataset(*ds_key, argparse.Namespace(**loader))
+    return cell["key"], run_cell(cell, _WORKER_DATA[ds_key], **settings)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -506,7 +552,11 @@ def add_parser(subparsers) -> None:
                    help="noise tails of the quantizers: per-method (default: truncate for rq/rq-st as in RQ eq. 4, "
                         "clamp for the others), or clamp/truncate for all")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's; 1 per worker with --jobs > 1)")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="cells trained side by side in worker processes (default 1); a cell's numbers depend on "
+                        "its thread count, not on --jobs")
     p.add_argument("--data-root", default=None, help="torchvision data folder for mnist, fashion-mnist, cifar10")
     p.add_argument("--download", action="store_true", help="let torchvision download missing full-size data")
     p.add_argument("--quick", action="store_true", help="tiny run: 1 epoch on a subset (also COMPANION_QUICK=1)")
