@@ -167,3 +167,12 @@ def test_supports_only_logistic_and_gaussian_in_float32_and_float64():
     assert not supports(x, UniformGrid(2), Uniform(1.0))
     assert not supports(x, UniformGrid(2), None)
     assert not supports(x.half(), UniformGrid(2), Logistic(0.1))
+
+
+def test_clamp_tails_take_the_exact_window_even_with_a_local_radius():
+    # RQ's local grid would truncate the categorical at 3σ; the threshold window is exact, so it is used instead.
+    x = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    grid, noise = UniformGrid(8, scale=0.05), Logistic(0.02)
+    local = quantize(x, grid, "mean", noise=noise, tails="clamp", local_radius=3.0)
+    assert type(local.grad_fn).__name__ == "_ThresholdMomentsBackward"
+    torch.testing.assert_close(local, quantized_moments(x, grid, noise, "clamp")[0], rtol=1e-10, atol=1e-10)

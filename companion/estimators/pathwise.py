@@ -142,13 +142,18 @@ def categorical_mean(log_p: torch.Tensor, k: torch.Tensor, grid: UniformGrid) ->
 
 
 def _closed_form(x, grid: UniformGrid, noise: Noise, tails: str, local_radius) -> str | None:
-    """Which closed form "noisy-st" and "mean" take, if any: "thresholds" (:mod:`companion.thresholds`: clamp
-    tails, logistic or Gaussian noise), "logistic" (:mod:`.logistic_st`: truncated tails, logistic noise), or None
-    (the categorical).  Both need a local grid that would not be smaller than the K - 1 thresholds (or none)."""
-    if local_radius is not None and grid.num_points - 1 > 2 * window_radius(grid, noise, local_radius) + 1:
-        return None
+    """Which closed form "noisy-st" and "mean" take, if any.
+
+    "thresholds" (:mod:`companion.thresholds`): clamp tails with logistic or Gaussian noise, whatever
+    ``local_radius``: its window of z effective scales is exact to working precision, where RQ's local
+    grid truncates the categorical at ``local_radius``·σ, so the local grid would only lose accuracy.
+    "logistic" (:mod:`.logistic_st`): truncated tails and logistic noise, where a local grid would not be
+    smaller than the K - 1 thresholds (or none is asked for).  None: the categorical route.
+    """
     if tails == "clamp" and thresholds.supports(x, grid, noise):
         return "thresholds"
+    if local_radius is not None and grid.num_points - 1 > 2 * window_radius(grid, noise, local_radius) + 1:
+        return None
     return "logistic" if tails == "truncate" and isinstance(noise, Logistic) else None
 
 
@@ -179,7 +184,9 @@ def quantize(
         temperature: λ > 0 of the concrete relaxation ("rq", "rq-st").
         tails: "truncate" (RQ eq. 4) or "clamp" for the noisy categorical.
         local_radius: None (full grid) or the local-grid radius in units of σ
-            (RQ eqs. 6–7) for the categorical methods.
+            (RQ eqs. 6–7) for the categorical methods; "noisy-st" and "mean" with
+            clamp tails and logistic or Gaussian noise ignore it (their closed form
+            is exact to working precision over its own window of thresholds).
         generator: a torch.Generator for reproducible samples (None = global RNG).
 
     Raises:
