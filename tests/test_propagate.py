@@ -103,3 +103,51 @@ def test_moments_explorer_redraws():
     widget.update()
     second = widget.result.axes[0].lines[1].get_ydata()
     assert not (first == second).all()
+
+
+def test_ap1_is_the_forward_pass_of_the_mean_weights_and_activations():
+    # AP1 carries means only: every quantizer is replaced by its mean E[x̂|x] (computed here by
+    # companion.rounding.quantized_moments, independent code), ReLU and max-pool act on the means.
+    torch.manual_seed(3)
+    model = cnn.lenet5(weight_bits=2, act_bits=2, method="ap1", tails="clamp", image_size=16)
+    x = torch.rand(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    model = model.double()
+    mean, var = M.propagate(model, x, means_only=True)
+    h = x
+    for layer in model:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            for name, q in (("act", layer.act_quantizer), ("weight", layer.weight_quantizer)):
+                if q is not None and not bool(q.initialized):
+                    q.init_from(h)
+            if layer.act_quantizer is not None:
+                h = quantized_moments(h, layer.act_quantizer.grid, layer.act_quantizer.noise, "clamp")[0]
+            q = layer.weight_quantizer
+            w = quantized_moments(layer.weight, q.grid, q.noise, "clamp")[0]
+            h = (torch.nn.functional.conv2d(h, w, layer.bias) if isinstance(layer, torch.nn.Conv2d)
+                 else torch.nn.functional.linear(h, w, layer.bias))
+        else:
+            h = layer(h)
+    torch.testing.assert_close(mean, h, rtol=1e-9, atol=1e-9)
+    assert float(var.detach().abs().max()) == 0.0
+
+
+def test_pool_first_is_the_same_network_another_approximation():
+    # pool_first propagates ReLU → MaxPool2d as MaxPool2d → ReLU (max(relu a, relu b) = relu max(a, b)):
+    # without noise both orders give the plain forward pass; with noise both yield at the pool's index,
+    # stay finite, and differ (the ADF approximation is applied to other variables).
+    torch.manual_seed(5)
+    fp = cnn.lenet5(method="fp", image_size=16).double()
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    for pool_first in (False, True):
+        torch.testing.assert_close(M.propagate(fp, x, pool_first=pool_first)[0], fp(x), rtol=1e-12, atol=1e-12)
+    model = cnn.lenet5(weight_bits=2, act_bits=2, method="ap", tails="clamp", image_size=16).double()
+    layers = {flag: {i: (m, v) for i, _, m, v in M.propagate_layers(model, x, pool_first=flag)} for flag in (False, True)}
+    relu_before_pool = [i for i in range(len(model) - 1)
+                        if isinstance(model[i], torch.nn.ReLU) and isinstance(model[i + 1], torch.nn.MaxPool2d)]
+    assert relu_before_pool and all(i not in layers[True] and i in layers[False] for i in relu_before_pool)
+    assert set(layers[True]) == set(layers[False]) - set(relu_before_pool)
+    for i in relu_before_pool:
+        m_late, v_late = layers[False][i + 1]
+        m_first, v_first = layers[True][i + 1]
+        assert torch.isfinite(m_first).all() and torch.isfinite(v_first).all() and (v_first >= 0).all()
+        assert not torch.allclose(m_first, m_late)

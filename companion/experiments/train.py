@@ -20,7 +20,12 @@ same command resumes where it stopped.  ``summary`` prints markdown tables
 The default study (chapter 08)::
 
     python -m companion.experiments train --dataset digits mnist5k --model mlp lenet5 \\
-        --bits 2/2 4/4 8/8 --methods all --seeds 0 1 2 --out results/train_default.json
+        --bits 2/2 4/4 8/8 --methods all --seeds 0 1 2 --epochs 15 10 --tails per-method \\
+        --jobs 2 --out results/train_default.json
+
+``--jobs N`` trains N cells side by side in worker processes, one torch thread each; a
+cell's numbers depend on its thread count only, so ``--jobs 2`` and ``--jobs 1 --threads 1``
+write the same accuracies and curves.
 """
 from __future__ import annotations
 

@@ -130,11 +130,12 @@ def linear(mean, var, weight, bias=None, weight_var=None):
 
 
 def _linear(mean, var, weight, bias=None, weight_var=None):
-    """As :func:`linear`; ``var=None`` is a deterministic input (skips a product)."""
+    """As :func:`linear`; ``var=None`` is a deterministic input (skips a product), and the output
+    variance is None (exactly zero) when the weights are deterministic too."""
     out_mean = F.linear(mean, weight, bias)
     if var is None:
         if weight_var is None:
-            return out_mean, torch.zeros_like(out_mean)
+            return out_mean, None
         return out_mean, F.linear(mean * mean, weight_var)
     out_var = F.linear(var, weight * weight)
     if weight_var is not None:
@@ -154,11 +155,12 @@ def conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
 
 
 def _conv2d(mean, var, weight, bias=None, weight_var=None, stride=1, padding=0):
-    """As :func:`conv2d`; ``var=None`` is a deterministic input (skips a product)."""
+    """As :func:`conv2d`; ``var=None`` is a deterministic input (skips a product), and the output
+    variance is None (exactly zero) when the weights are deterministic too."""
     out_mean = F.conv2d(mean, weight, bias, stride=stride, padding=padding)
     if var is None:
         if weight_var is None:
-            return out_mean, torch.zeros_like(out_mean)
+            return out_mean, None
         return out_mean, F.conv2d(mean * mean, weight_var, stride=stride, padding=padding)
     out_var = F.conv2d(var, weight * weight, stride=stride, padding=padding)
     if weight_var is not None:

@@ -156,7 +156,11 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
     max(relu a, relu b) = relu(max(a, b)) for every sample, so the network is the same; the
     approximation changes: Clark's max meets the Gaussian pre-activations (its assumption)
     instead of rectified ones, and the rectified-Gaussian moments are computed on k² times
-    fewer values.  The pair yields once, at the pool's index.  False: layer by layer.
+    fewer values.  The pair yields once, at the pool's index.  False (the default): layer by layer,
+    as Shekhovtsov & Flach.  Measured on a random 2-bit LeNet-5 (4 images against 1,000 Monte Carlo
+    samples): relative error of the logits' mean 0.20 pool-first against 0.17 layer by layer (the
+    pooled pre-activations of neighbouring positions are strongly correlated, which Clark's max
+    ignores), for an AP2 step about 15 % faster.
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential of supported layers, got {type(model).__name__}")
@@ -182,15 +186,17 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
         index += 1
 
 
-def propagate(model, x, var=None, *, means_only=False, approximation="probit", nodes=8):
+def propagate(model, x, var=None, *, means_only=False, approximation="probit", nodes=8, pool_first=False):
     """(mean, var) of the logits of a ``companion.nn`` model for the input x (AP2; AP1 with ``means_only``).
 
     Shapes: x, var [N, ...] (the model's input) → mean, var [N, classes].
     ``approximation`` ("probit" or "variance") is the logistic approximation of
-    :func:`companion.moments.noisy_quantize`; ``nodes`` its quadrature size for truncated tails.
+    :func:`companion.moments.noisy_quantize`; ``nodes`` its quadrature size for truncated tails;
+    ``pool_first``: see :func:`propagate_layers`.
     """
     out = None
-    for out in propagate_layers(model, x, var, means_only=means_only, approximation=approximation, nodes=nodes):
+    for out in propagate_layers(model, x, var, means_only=means_only, approximation=approximation, nodes=nodes,
+                                pool_first=pool_first):
         pass
     if out is None:
         raise ValueError("model must have at least one layer")
