@@ -21,6 +21,20 @@ from .nn import DETERMINISTIC_RULES, quantizers, to_deterministic
 
 AP_METHODS = ("ap", "ap1")
 EVAL_BATCH = 1024
+QUANTIZER_LR = 1e-2
+"""Default learning rate of the quantizers' own parameters (log α, β/α and log σ), whatever ``lr``.
+
+They live in log space: Adam moves each parameter by about its learning rate per step, so at the
+network's lr = 10⁻³ log α would change by at most 0.1 % per step, while the weights move by ~10⁻³
+in absolute terms, several percent of a small grid's range: on the digits MLP
+(15 epochs, 165 steps) the weights outgrew the grid fixed at their initial 99 % quantile, and
+after training 14 % of the first layer's and 57 % of the second layer's weights lay beyond the
+grid's end points, clipped, at every bit width (8-bit nets 1.9 points below full precision).
+With the quantizer parameters at 10⁻² (network at 10⁻³), measured on that MLP (3 seeds, test
+accuracy of the rounded model): ste 2/2 93.4 → 95.2 %, 8/8 93.9 → 95.8 % (= full precision);
+noisy-st 2/2 92.4 → 95.8 %, 8/8 93.8 → 95.1 %; 3·10⁻² was worse for noisy-st at 4/4 (92.2 %).
+On mnist5k/LeNet-5 2/2 (seed 0): ste 96.2 → 96.9 %, sr 95.8 → 97.1 %, noisy-st 95.0 → 96.4 %,
+rq-st 95.0 → 96.7 %, ap 95.7 → 96.5 % (full precision 96.6 %)."""
 
 
 def _check_pair(name: str, pair) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,13 +95,24 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(x)
 
 
+def parameter_groups(model: nn.Module, lr: float, quantizer_lr: float | None = QUANTIZER_LR) -> list[dict]:
+    """Adam parameter groups: the network's parameters at ``lr``, the quantizers' at ``quantizer_lr`` (None: ``lr``)."""
+    quantizer_params = {id(p) for q in quantizers(model) for p in q.parameters(recurse=False)}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in quantizer_params], "lr": lr},
+              {"params": [p for p in model.parameters() if id(p) in quantizer_params],
+               "lr": lr if quantizer_lr is None else quantizer_lr}]
+    return [g for g in groups if g["params"]]
+
+
 def fit(model: nn.Module, train, *, epochs: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0, val=None,
-        progress: bool = True, on_epoch=None) -> dict:
+        progress: bool = True, on_epoch=None, quantizer_lr: float | None = QUANTIZER_LR) -> dict:
     """Train ``model`` in place with Adam; returns the history.
 
     Args:
         train, val: (x, y) pairs; y holds class labels (long).
         epochs, batch_size: ints ≥ 1.  lr > 0.
+        quantizer_lr: > 0, the learning rate of the quantizers' parameters (:data:`QUANTIZER_LR`,
+            10⁻²); None trains them at ``lr``.
         seed: seeds the shuffling and the quantizers' sampling (those with no generator of their own).
         progress: show a tqdm bar (quiet when not attached to a terminal or notebook).
         on_epoch: called as ``on_epoch(epoch, history)`` after every epoch.
@@ -104,9 +129,11 @@ def fit(model: nn.Module, train, *, epochs: int, batch_size: int = 128, lr: floa
     check_int("epochs", epochs, 1, 10**6)
     check_int("batch_size", batch_size, 1, 10**9)
     lr = float(check_positive("lr", lr))
+    if quantizer_lr is not None:
+        quantizer_lr = float(check_positive("quantizer_lr", quantizer_lr))
     check_int("seed", seed, 0, 2**63 - 1)
     loss_of = loss_function(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, lr, quantizer_lr), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)
     history = {key: [] for key in ("epoch", "loss", "train_acc", "val_acc", "epoch_time", "step_time")}
     with seeded_sampling(model, seed + 1):

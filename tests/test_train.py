@@ -86,3 +86,30 @@ def test_fit_validates_its_arguments(digits):
         fit(model, train, epochs=1, lr=-1.0)
     with pytest.raises(ValueError, match="train"):
         fit(model, (train[0], train[1].float()), epochs=1)
+
+
+def test_quantizer_parameters_get_their_own_learning_rate():
+    from companion import nn as cnn
+    from companion.train import QUANTIZER_LR, parameter_groups
+
+    torch.manual_seed(0)
+    model = cnn.mlp(8, [6], 3, weight_bits=2, act_bits=2, method="ste")
+    groups = parameter_groups(model, 1e-3)
+    quantizer_params = {id(p) for q in cnn.quantizers(model) for p in q.parameters(recurse=False)}
+    assert [g["lr"] for g in groups] == [1e-3, QUANTIZER_LR]
+    assert [g["lr"] for g in parameter_groups(model, 1e-3, None)] == [1e-3, 1e-3]
+    assert {id(p) for p in groups[1]["params"]} == quantizer_params and len(quantizer_params) == 3 * 3
+    assert {id(p) for p in groups[0]["params"]} | quantizer_params == {id(p) for p in model.parameters()}
+    assert len(parameter_groups(cnn.mlp(8, [6], 3, method="fp"), 1e-3)) == 1  # no quantizers: one group
+    # That rate is what moves log α: one Adam step changes it by about quantizer_lr.
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    moved = {}
+    for quantizer_lr in (1e-3, 1e-2):
+        torch.manual_seed(0)
+        m = cnn.mlp(8, [6], 3, weight_bits=2, act_bits=2, method="ste")
+        before = m[0].weight_quantizer.raw_scale.item()
+        fit(m, (x, y), epochs=1, batch_size=32, lr=1e-3, progress=False, quantizer_lr=quantizer_lr)
+        moved[quantizer_lr] = abs(m[0].weight_quantizer.raw_scale.item() - before)
+    assert moved[1e-3] == pytest.approx(1e-3, rel=0.05) and moved[1e-2] == pytest.approx(1e-2, rel=0.05)
+    with pytest.raises(ValueError, match="quantizer_lr"):
+        fit(model, (x, y), epochs=1, progress=False, quantizer_lr=0.0)

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from .. import data
+from ..train import QUANTIZER_LR
 from ..io import atomic_write_json, quick_mode, read_json, run_metadata
 
 FORMAT = "companion-train-results/1"
@@ -232,7 +233,8 @@ def _mean_step_time(history: dict) -> float:
 
 
 def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: float, target: float | None,
-             eval_samples: int, local_radius=None, tails: str = "per-method", on_epoch=None) -> dict:
+             eval_samples: int, local_radius=None, tails: str = "per-method", on_epoch=None,
+             quantizer_lr: float | None = QUANTIZER_LR) -> dict:
     """Train and evaluate one cell; returns the JSON record.  ``target`` None: the dataset's :data:`TARGETS`."""
     from .. import train as qtrain
 
@@ -245,14 +247,15 @@ def run_cell(cell: dict, ds: data.Dataset, *, device: str, batch_size: int, lr: 
     train_xy = tuple(t.to(device) for t in ds.train)
     val_xy = tuple(t.to(device) for t in ds.val)
     history = qtrain.fit(model, train_xy, epochs=cell["epochs"], batch_size=batch_size, lr=lr, seed=cell["seed"],
-                         val=val_xy, progress=False, on_epoch=on_epoch)
+                         val=val_xy, progress=False, on_epoch=on_epoch, quantizer_lr=quantizer_lr)
     x_test, y_test = (t.to(device) for t in ds.test)
     test = qtrain.evaluate(model, x_test, y_test, samples=eval_samples, seed=cell["seed"])
     history = {k: [float(v) if not isinstance(v, (list, tuple)) else [float(u) for u in v] for v in vals]
                for k, vals in history.items()}
     record = {k: cell[k] for k in ("dataset", "model", "bits", "weight_bits", "act_bits", "method", "seed", "epochs")}
     record.update(
-        batch_size=batch_size, lr=lr, local_radius=local_radius, tails=cell_tails, device=device, sizes=ds.sizes(),
+        batch_size=batch_size, lr=lr, quantizer_lr=quantizer_lr, local_radius=local_radius, tails=cell_tails,
+        device=device, sizes=ds.sizes(),
         test={"stochastic": float(test["stochastic"]),
               "deterministic": {rule: float(acc) for rule, acc in test["deterministic"].items()}},
         history=history,
@@ -317,7 +320,8 @@ def cmd_train(args) -> int:
            "cells_planned": len(cells), "cells_trained": 0, "interrupted": False, "metadata": run_metadata(None)}
     results["runs"].append(run)
     todo = [c for c in cells if args.redo or c["key"] not in results["cells"]]
-    settings = {"epochs": None, "batch_size": args.batch_size, "lr": args.lr, "local_radius": args.local_radius}
+    settings = {"epochs": None, "batch_size": args.batch_size, "lr": args.lr, "local_radius": args.local_radius,
+                "quantizer_lr": args.quantizer_lr}
     for c in cells:
         done = results["cells"].get(c["key"])
         if done is None or args.redo:
@@ -388,7 +392,8 @@ def cmd_train(args) -> int:
 
 def _cell_settings(args) -> dict:
     return dict(device=args.device, batch_size=args.batch_size, lr=args.lr, target=args.target,
-                eval_samples=args.eval_samples, local_radius=args.local_radius, tails=args.tails)
+                eval_samples=args.eval_samples, local_radius=args.local_radius, tails=args.tails,
+                quantizer_lr=args.quantizer_lr)
 
 
 def _loader_args(args) -> dict:
@@ -547,6 +552,9 @@ def add_parser(subparsers) -> None:
                    help=f"one, or one per --dataset (default per dataset: {EPOCHS})")
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr", type=_positive_float, default=1e-3)
+    p.add_argument("--quantizer-lr", type=_positive_float, default=QUANTIZER_LR,
+                   help=f"learning rate of the quantizers' parameters, log α, β/α, log σ (default {QUANTIZER_LR}; "
+                        "see companion.train.QUANTIZER_LR)")
     p.add_argument("--target", type=_positive_float, default=None,
                    help=f"validation accuracy for epochs-to-target (default per dataset: {TARGETS})")
     p.add_argument("--eval-samples", type=_positive_int, default=8, help="sampled forwards for the stochastic test accuracy")
