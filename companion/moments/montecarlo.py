@@ -116,8 +116,8 @@ def _merge(stat, batch):
 
 def relative_error(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     """‖estimate - reference‖₂ / ‖reference‖₂ over all entries (float64)."""
-    reference = reference.double()
-    return float((estimate.double() - reference).norm() / reference.norm().clamp_min(1e-300))
+    reference = reference.detach().double()
+    return float((estimate.detach().double() - reference).norm() / reference.norm().clamp_min(1e-300))
 
 
 def layer_errors(model: nn.Sequential, x: torch.Tensor, samples: int, *, chunk: int = 64,
