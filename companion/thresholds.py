@@ -43,7 +43,7 @@ from .rounding import round_to_grid
 U_LIMIT = 1e30
 STEP_LIMIT = 1e35
 """u_0 is limited to ±1e30 and α/r to 1e35, so that u_i stays finite in float32 for astronomic x or a
-vanishing noise scale (beyond these p_i is 0 or 1 and q_i = 0, so u_i·q_i is 0, not inf·0)."""
+vanishing noise scale (beyond these p_i is 0 or 1 and q_i = 0, so u_0·S_n is 0, not inf·0)."""
 
 
 CANCELLATION = 1e-5
