@@ -63,12 +63,18 @@ def _det(c):
     return c["test"]["deterministic"]["round"]
 
 
+def _line_style(index: int) -> dict:
+    """Colours cycle every 8 methods (the shared style); methods 9 and on get a dashed line and a square marker."""
+    return {"ls": "--", "marker": "s"} if index >= 8 else {"ls": "-", "marker": "o"}
+
+
 @register("train_accuracy_vs_bits", CHAPTER, "Test accuracy of the deterministic model versus bits, per method")
 def accuracy_vs_bits(path=None):
     groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         bits = _quant_bits(group)
         x = np.arange(len(bits))
+        quantized = [m for m in _methods(group) if m != "fp"]
         for i, m in enumerate(_methods(group)):
             if m == "fp":
                 mean, std = _stat(group[("fp", FP_BITS)], _det)
@@ -77,8 +83,8 @@ def accuracy_vs_bits(path=None):
                 continue
             stats = [_stat(group.get((m, b), []), _det) for b in bits]
             offset = (i - len(_methods(group)) / 2) * 0.025
-            ax.errorbar(x + offset, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats], marker="o",
-                        ms=4, capsize=2, label=m)
+            ax.errorbar(x + offset, [100 * s[0] for s in stats], yerr=[100 * s[1] for s in stats],
+                        ms=4, capsize=2, label=m, **_line_style(quantized.index(m)))
         ax.set_xticks(x, bits)
         ax.set(xlabel="bits (weights/activations)", ylabel="test accuracy (%), rule 'round'", title=f"{dataset} / {model}")
     axes[-1].legend(fontsize="small", ncols=2)
@@ -90,6 +96,7 @@ def training_curves(path=None):
     groups, fig, axes = _panels(path)
     for ax, ((dataset, model), group) in zip(axes, groups.items()):
         low = _quant_bits(group)[0] if _quant_bits(group) else FP_BITS
+        quantized = [m for m in _methods(group) if m != "fp"]
         for m in _methods(group):
             cells = group.get((m, FP_BITS if m == "fp" else low), [])
             if not cells:
@@ -97,12 +104,13 @@ def training_curves(path=None):
             curves = np.array([c["history"]["val_acc"] for c in cells], dtype=float)
             epochs = np.arange(1, curves.shape[1] + 1)
             mean = 100 * curves.mean(0)
-            line, = ax.plot(epochs, mean, label=m, **({"color": "k", "ls": "--"} if m == "fp" else {}))
+            style = {"color": "k", "ls": ":"} if m == "fp" else {"ls": _line_style(quantized.index(m))["ls"]}
+            line, = ax.plot(epochs, mean, label=m, **style)
             if len(cells) > 1:
                 std = 100 * curves.std(0, ddof=1)
                 ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.12, lw=0)
         ax.axhline(100 * next(iter(group.values()))[0]["target"]["val_acc"], color="0.5", ls=":", lw=1)
-        ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{dataset} / {model}, {low} bits (fp dashed)")
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{dataset} / {model}, {low} bits (fp dotted)")
     axes[-1].legend(fontsize="small", ncols=2)
     return fig
 
