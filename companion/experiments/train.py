@@ -320,13 +320,13 @@ def cmd_train(args) -> int:
            "cells_planned": len(cells), "cells_trained": 0, "interrupted": False, "metadata": run_metadata(None)}
     results["runs"].append(run)
     todo = [c for c in cells if args.redo or c["key"] not in results["cells"]]
-    settings = {"epochs": None, "batch_size": args.batch_size, "lr": args.lr, "local_radius": args.local_radius,
-                "quantizer_lr": args.quantizer_lr}
+    recorded = {"epochs": None, "batch_size": args.batch_size, "lr": args.lr, "local_radius": args.local_radius,
+                "quantizer_lr": args.quantizer_lr}  # what a resumed file's cells must have been trained with
     for c in cells:
         done = results["cells"].get(c["key"])
         if done is None or args.redo:
             continue
-        for name, value in dict(settings, epochs=c["epochs"], tails=tails_for(c["method"], args.tails)).items():
+        for name, value in dict(recorded, epochs=c["epochs"], tails=tails_for(c["method"], args.tails)).items():
             if done.get(name) != value:
                 raise ValueError(f"--out {out} already holds {c['key']} trained with {name} {done.get(name)}, not "
                                  f"{value}; use another --out or pass --redo")
