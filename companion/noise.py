@@ -114,6 +114,11 @@ class Noise:
         return f"{type(self).__name__}({self.parameter_name}={float(scale):g})"
 
 
+def normal_pdf(z: torch.Tensor) -> torch.Tensor:
+    """φ(z) = exp(-z²/2)/√(2π), the standard normal density."""
+    return torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
 def log1mexp(d: torch.Tensor) -> torch.Tensor:
     """log(1 - exp(d)) for d < 0 (Mächler 2012), finite gradient; d is kept below -tiny."""
     d = d.clamp(max=-torch.finfo(d.dtype).tiny)
@@ -208,7 +213,7 @@ class Gaussian(Noise):
         return log_ndtr(z)
 
     def _std_pdf(self, z):
-        return torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        return normal_pdf(z)
 
     def _std_sample(self, shape, generator, dtype, device):
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)

@@ -16,7 +16,7 @@ working precision.  With j_0 thresholds below the window and i = 0..W-1 inside i
 N = j_0 + N', E N' = A = Σ_i p_i, E N'² = B = Σ_i (2i + 1) p_i and Var N = B - A²
 (no j_0² to cancel).  At 8 bits a value meets tens of thresholds, not 255.  Tensors are
 laid out thresholds first, [W, ...], so the sums are matrix products.  (For wide windows in
-float32 the variance is summed in a cancellation-free form, see :func:`_forward_sums`.)
+float32 the variance is summed in a cancellation-free form, see :func:`count_moments`.)
 
 Two autograd functions share the forward sums and the closed-form backward pass:
 
@@ -36,7 +36,7 @@ import math
 import torch
 
 from .grids import UniformGrid
-from .noise import Gaussian, Logistic, Noise
+from .noise import Gaussian, Logistic, Noise, normal_pdf
 from .rounding import round_to_grid
 
 
@@ -93,11 +93,7 @@ def _forward_sums(mean, r, alpha, beta, level_range, gaussian, variance=True):
     """The window's exceedance probabilities and their sums.
 
     Returns (j_0, u_0, step, p, A, V): u_i = u_0 - i·step with u_0 = (μ - b_{j_0})/r and step = α/r,
-    p_i = F(u_i) [W, ...], A = Σ p_i and V = B - A², B = Σ (2i + 1) p_i (None unless ``variance``).
-    B - A² cancels up to W² in the level units (a relative error of W²·eps): above
-    :data:`CANCELLATION` it is summed instead in the cancellation-free form of nested events,
-    Var N' = Σ_i p_i (2 Q_i - q̄_i), q̄_i = F(-u_i) = 1 - p_i, Q_i = Σ_{k ≤ i} q̄_k
-    (= Σ_i p_i q̄_i + 2 Σ_{k<i} p_i q̄_k, all terms ≥ 0).
+    p_i = F(u_i) [W, ...], and (A, V) from :func:`count_moments` (V None unless ``variance``).
     """
     k_min, _ = level_range
     start, i = window(mean, window_z(mean.dtype) * r, alpha, beta, level_range)
@@ -106,16 +102,28 @@ def _forward_sums(mean, r, alpha, beta, level_range, gaussian, variance=True):
     u = torch.addcmul(u0, i, step, value=-1.0)  # [W, ...]
     cdf = torch.special.ndtr if gaussian else torch.sigmoid
     p = cdf(u)
-    i_flat = i.reshape(-1)
-    w = len(i_flat)
     if not variance:
         return start, u0, step, p, p.sum(0), None
-    if w * w * torch.finfo(mean.dtype).eps <= CANCELLATION:
-        A, B = (s.reshape(mean.shape) for s in _weighted_sums(p, torch.ones_like(i_flat), 2 * i_flat + 1))
-        return start, u0, step, p, A, B - A * A
-    below = cdf(u.neg_())
-    A = p.sum(0)
-    return start, u0, step, p, A, (p * (2 * below.cumsum(0) - below)).sum(0)
+    A, V = count_moments(p, lambda: cdf(u.neg_()))
+    return start, u0, step, p, A, V
+
+
+def count_moments(p: torch.Tensor, below) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, V) = (E N', Var N') of the number N' of the window's thresholds exceeded, from p [W, ...] → [...].
+
+    A = Σ p_i and V = B - A², B = Σ (2i + 1) p_i.  B - A² cancels up to W² in the level units (a
+    relative error of W²·eps): above :data:`CANCELLATION` V is summed instead in the cancellation-free
+    form of nested events, V = Σ_i p_i (2 Q_i - q̄_i), q̄_i = 1 - p_i = ``below()`` [W, ...] (computed
+    only then, and accurately where p_i ≈ 1), Q_i = Σ_{k ≤ i} q̄_k (= Σ_i p_i q̄_i + 2 Σ_{k<i} p_i q̄_k,
+    all terms ≥ 0).  Differentiable: the generic (autograd) path of ``companion.moments`` uses it too.
+    """
+    w = len(p)
+    if w * w * torch.finfo(p.dtype).eps <= CANCELLATION:
+        i = torch.arange(w, dtype=p.dtype, device=p.device)
+        A, B = (s.reshape(p.shape[1:]) for s in _weighted_sums(p, torch.ones_like(i), 2 * i + 1))
+        return A, B - A * A
+    q = below()
+    return p.sum(0), (p * (2 * q.cumsum(0) - q)).sum(0)
 
 
 def _backward(grad_m, grad_v, alpha, t, r, start, u0, step, p, A, V, k_min, gaussian, needs):
@@ -135,15 +143,15 @@ def _backward(grad_m, grad_v, alpha, t, r, start, u0, step, p, A, V, k_min, gaus
     w = len(p)
     i = torch.arange(w, dtype=p.dtype, device=p.device)
     if gaussian:
-        u = torch.addcmul(u0, i.reshape((-1,) + (1,) * u0.dim()), step, value=-1.0)
-        q = torch.exp(u.mul_(u).mul_(-0.5)).mul_(1 / math.sqrt(2 * math.pi))
+        q = normal_pdf(torch.addcmul(u0, i.reshape((-1,) + (1,) * u0.dim()), step, value=-1.0))
     else:
-        q = torch.addcmul(p, p, p, value=-1.0)
+        q = torch.addcmul(p, p, p, value=-1.0)  # S' = S(1 - S)
     need_r = grad_v is not None or needs[2]
     powers = (torch.ones_like(i), i, i * i)
     S = _weighted_sums(q, *powers[:2 if grad_v is None else 3])
     g_m, A_f, u0_f = grad_m.reshape(-1), A.reshape(-1), u0.reshape(-1)
     r_f, step_f = r.reshape(-1), step.reshape(-1)
+    grad_r = grad_alpha = grad_beta = grad_t = None
     if grad_v is None:
         a0, a1 = g_m * alpha, None
         grad_mu = a0 * S[0] / r_f
@@ -157,9 +165,6 @@ def _backward(grad_m, grad_v, alpha, t, r, start, u0, step, p, A, V, k_min, gaus
         grad_mu = (a0 * S[0] + a1 * S[1]) / r_f
         T0, T1 = u0_f * S[0] - step_f * S[1], u0_f * S[1] - step_f * S[2]
         grad_r = -(a0 * T0 + a1 * T1) / r_f
-    grad_alpha = grad_beta = grad_t = None
-    if not need_r:
-        grad_r = None
     if needs[0]:
         level = k_min + start.reshape(-1) + 0.5
         grad_alpha = (g_m * (level + A_f - 0.5)).sum() - (level * grad_mu).sum() - (a0 * S[1] / r_f).sum()
@@ -173,9 +178,13 @@ def _backward(grad_m, grad_v, alpha, t, r, start, u0, step, p, A, V, k_min, gaus
     return grad_mu.reshape(grad_m.shape), grad_r, grad_alpha, grad_beta, grad_t
 
 
-def _effective_scale(t, var, slope):
-    """r = sqrt(t² + slope·v), never below the smallest normal number (so 1/r is finite)."""
-    return torch.sqrt(t * t + slope * var.clamp_min(0)).clamp_min(torch.finfo(var.dtype).tiny)
+def effective_scale(t, var, slope, var_floor=0.0):
+    """r = sqrt(max(t² + slope·v, var_floor)), never below the smallest normal number (so 1/r is finite).
+
+    X + ε ≈ μ + r·Z for X ~ N(μ, v) and noise of scale t (THEORY.md §6): Gaussian noise, slope 1, Z
+    standard normal (exact); logistic noise, slope c, Z standard logistic (the logistic approximation).
+    """
+    return torch.sqrt((t * t + slope * var.clamp_min(0)).clamp_min(var_floor)).clamp_min(torch.finfo(var.dtype).tiny)
 
 
 class _ThresholdMoments(torch.autograd.Function):
@@ -184,7 +193,7 @@ class _ThresholdMoments(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mean, var, alpha, beta, t, level_range, gaussian, c):
         slope = 1.0 if gaussian else c
-        r = _effective_scale(t, var, slope)
+        r = effective_scale(t, var, slope)
         start, u0, step, p, A, V = _forward_sums(mean, r, alpha, beta, level_range, gaussian)
         ctx.save_for_backward(alpha, t, r, start, u0, step, p, A, V)
         ctx.config = (level_range[0], gaussian, slope)

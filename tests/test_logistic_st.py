@@ -8,7 +8,6 @@ normalised, Σ p_i g_i) differentiated by autograd; it shares no code with
 """
 import pytest
 import torch
-from scipy import stats
 
 from companion.estimators import quantize
 from companion.estimators.logistic_st import (
@@ -21,6 +20,8 @@ from companion.estimators.logistic_st import (
 from companion.grids import UniformGrid
 from companion.noise import Logistic
 from companion.rounding import grid_probabilities, quantized_moments
+
+from grid_samples import assert_samples_follow_grid_probabilities
 
 GRIDS = [(1, True), (2, True), (2, False), (3, True), (4, False)]
 
@@ -73,15 +74,7 @@ def test_samples_follow_grid_probabilities(dtype):
     n = 40000
     for x0 in (-50.0, -1.2, -0.3, 0.0, 0.26, 0.9, 40.0, 1e8):
         y = logistic_sample(torch.full((n,), x0, dtype=dtype), grid, noise, generator)
-        points = grid.points_like(y)
-        counts = torch.stack([(y == p).sum() for p in points]).double()
-        assert counts.sum().item() == n
-        p = grid_probabilities(torch.tensor([x0], dtype=torch.float64), grid, noise, tails)[0]
-        keep = p > 1e-9
-        assert counts[~keep].sum().item() == 0
-        expected = p[keep] / p[keep].sum() * n
-        if keep.sum() > 1:
-            assert stats.chisquare(counts[keep].numpy(), expected.numpy()).pvalue > 1e-3, x0
+        assert_samples_follow_grid_probabilities(y, x0, grid, noise, tails)
 
 
 def test_exceedance_decreases_and_matches_cell_masses():

@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
-from scipy import stats
 
 from companion.estimators import PATHWISE_METHODS, quantize
 from companion.grids import UniformGrid
 from companion.noise import Gaussian, Logistic, Uniform
-from companion.rounding import grid_probabilities, quantized_moments, round_to_grid
+from companion.rounding import quantized_moments, round_to_grid
+
+from grid_samples import assert_samples_follow_grid_probabilities
 
 
 def leaf(value, dtype=torch.float64):
@@ -150,15 +151,8 @@ def test_noisy_st_samples_follow_grid_probabilities(family, tails):
     n, x0 = 20000, 0.3
     y = quantize(torch.full((n,), x0, dtype=torch.float64), grid, "noisy-st", noise=noise, tails=tails,
                  generator=torch.Generator().manual_seed(4))
-    points = grid.points_like(y)
-    counts = torch.stack([(y == p).sum() for p in points]).double()
-    assert counts.sum().item() == n  # every sample is a grid point
-    p = grid_probabilities(torch.tensor([x0], dtype=torch.float64), grid, noise, tails)[0]
-    keep = p > 1e-9
-    assert counts[~keep].sum().item() == 0
     # Chi-square goodness of fit, n = 20000, seeded: reject only at p < 1e-3.
-    expected = p[keep] / p[keep].sum() * n
-    assert stats.chisquare(counts[keep].numpy(), expected.numpy()).pvalue > 1e-3
+    assert_samples_follow_grid_probabilities(y, x0, grid, noise, tails)
 
 
 @pytest.mark.parametrize("method", ["ste", "lsq", "sr", "noisy-st", "rq-st"])

@@ -10,13 +10,14 @@ import math
 
 import pytest
 import torch
-from scipy import stats
 
 from companion.estimators import quantize
 from companion.grids import UniformGrid
 from companion.noise import Gaussian, Logistic, Uniform
-from companion.rounding import grid_probabilities, quantized_moments
+from companion.rounding import quantized_moments
 from companion.thresholds import supports, threshold_mean, threshold_moments, threshold_straight_through, window_z
+
+from grid_samples import assert_samples_follow_grid_probabilities
 
 GRIDS = [(1, True), (2, True), (2, False), (3, True), (4, False), (8, True)]
 FAMILIES = {"logistic": Logistic, "gaussian": Gaussian}
@@ -134,15 +135,7 @@ def test_samples_follow_grid_probabilities(family, dtype):
     n = 40000
     for x0 in (-50.0, -1.2, -0.3, 0.0, 0.26, 0.9, 40.0, 1e8):
         y = threshold_straight_through(torch.full((n,), x0, dtype=dtype), grid, noise, generator)
-        points = grid.points_like(y)
-        counts = torch.stack([(y == p).sum() for p in points]).double()
-        assert counts.sum().item() == n
-        p = grid_probabilities(torch.tensor([x0], dtype=torch.float64), grid, noise, "clamp")[0]
-        keep = p > 1e-9
-        assert counts[~keep].sum().item() == 0
-        expected = p[keep] / p[keep].sum() * n
-        if keep.sum() > 1:
-            assert stats.chisquare(counts[keep].numpy(), expected.numpy()).pvalue > 1e-3, x0
+        assert_samples_follow_grid_probabilities(y, x0, grid, noise, "clamp")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -27,13 +27,13 @@ from .. import thresholds
 from .._checks import check_choice, check_int, check_tensor
 from ..grids import UniformGrid
 from ..noise import Gaussian, Logistic, Noise, Uniform
+from ..noise import normal_pdf as _pdf
 from ..rounding import TAILS, grid_probabilities
 
 VAR_FLOOR = 1e-10
 RATIO_LIMIT = 1e6
 APPROXIMATIONS = ("probit", "variance")
 LOGISTIC_VARIANCE = math.pi**2 / 3  # σ_S², the variance of the standard logistic
-_SQRT_2PI = math.sqrt(2 * math.pi)
 
 
 # -- helpers ------------------------------------------------------------------
@@ -83,11 +83,6 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num/den limited to ±RATIO_LIMIT, computed so that a huge num never meets a tiny den."""
     bound = RATIO_LIMIT * den
     return torch.maximum(torch.minimum(num, bound), -bound) / den
-
-
-def _pdf(a: torch.Tensor) -> torch.Tensor:
-    """φ(a), the standard normal density."""
-    return torch.exp(-0.5 * a * a) / _SQRT_2PI
 
 
 def _check_approximation(approximation: str) -> float:
@@ -329,8 +324,8 @@ def _effective_scale(var, noise, c):
         return _std(var)
     t = noise.scale_like(var)
     if isinstance(noise, Gaussian):
-        return _std(var + t * t)
-    return torch.sqrt(t * t + c * var)
+        return thresholds.effective_scale(t, var, 1.0, VAR_FLOOR)
+    return thresholds.effective_scale(t, var, c)
 
 
 def _uniform_exceed(m, var, width):
@@ -469,10 +464,10 @@ def _noisy_quantize_clamp(mean, var, grid, noise, c):
         else:
             half = z * _effective_scale(var, noise, c)
     start, i = thresholds.window(mean, half, alpha, beta, grid.level_range)
-    p = _exceed(mean - (alpha * (k_min + start + i + 0.5) + beta), var, noise, c)  # [W, ...]
-    count = p.sum(0)
-    second = ((2 * i + 1) * p).sum(0)
-    return alpha * (k_min + start + count) + beta, alpha * alpha * (second - count * count).clamp_min(0)
+    above = mean - (alpha * (k_min + start + i + 0.5) + beta)  # μ - b_i, [W, ...]
+    p = _exceed(above, var, noise, c)
+    count, var_count = thresholds.count_moments(p, lambda: _exceed(-above, var, noise, c))  # symmetric noise
+    return alpha * (k_min + start + count) + beta, alpha * alpha * var_count.clamp_min(0)
 
 
 def _moments_on_grid(p, points):

@@ -174,15 +174,12 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
     rules = [_rule(layer) for layer in layers]
     mean, index = x, 0
     while index < len(layers):
-        layer = layers[index]
         if pool_first and rules[index] is _relu_layer and index + 1 < len(layers) and rules[index + 1] is _pool:
-            mean, var = _pool(layers[index + 1], mean, var, ctx)
-            index += 1
-            layer = layers[index]
-            mean, var = _relu_layer(layers[index - 1], mean, var, ctx)
+            index += 1  # the pool first, then the ReLU on its output; yielded at the pool's index
+            mean, var = _relu_layer(layers[index - 1], *_pool(layers[index], mean, var, ctx), ctx)
         else:
-            mean, var = rules[index](layer, mean, var, ctx)
-        yield index, layer, mean, _zero_if_none(var, mean)
+            mean, var = rules[index](layers[index], mean, var, ctx)
+        yield index, layers[index], mean, _zero_if_none(var, mean)
         index += 1
 
 
