@@ -65,6 +65,8 @@ def run_metadata(seed=None) -> dict:
     import numpy
     import torch
 
+    from .perf import fused_kernels_enabled
+
     return {
         "seed": seed,
         "versions": {
@@ -74,5 +76,6 @@ def run_metadata(seed=None) -> dict:
             "matplotlib": matplotlib.__version__,
         },
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "threads": torch.get_num_threads()},
+        "fused_kernels": fused_kernels_enabled(),
         "git_revision": git_revision(),
     }

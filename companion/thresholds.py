@@ -37,6 +37,7 @@ import torch
 
 from .grids import UniformGrid
 from .noise import Gaussian, Logistic, Noise, normal_pdf
+from .perf import fusable
 from .rounding import round_to_grid
 
 
@@ -146,36 +147,45 @@ def _backward(grad_m, grad_v, alpha, t, r, start, u0, step, p, A, V, k_min, gaus
         q = normal_pdf(torch.addcmul(u0, i.reshape((-1,) + (1,) * u0.dim()), step, value=-1.0))
     else:
         q = torch.addcmul(p, p, p, value=-1.0)  # S' = S(1 - S)
-    need_r = grad_v is not None or needs[2]
     powers = (torch.ones_like(i), i, i * i)
     S = _weighted_sums(q, *powers[:2 if grad_v is None else 3])
     g_m, A_f, u0_f = grad_m.reshape(-1), A.reshape(-1), u0.reshape(-1)
     r_f, step_f = r.reshape(-1), step.reshape(-1)
     grad_r = grad_alpha = grad_beta = grad_t = None
     if grad_v is None:
-        a0, a1 = g_m * alpha, None
-        grad_mu = a0 * S[0] / r_f
-        if need_r:
-            grad_r = -(a0 * (u0_f * S[0] - step_f * S[1])) / r_f
+        grad_mu, grad_r, slope_0 = _mean_gradients(g_m, alpha, r_f, u0_f, step_f, *S, needs[2])
     else:
-        g_v, V_f = grad_v.reshape(-1), V.reshape(-1)
-        alpha2 = alpha * alpha
-        a0 = g_m * alpha + g_v * alpha2 * (1 - 2 * A_f)
-        a1 = 2 * alpha2 * g_v
-        grad_mu = (a0 * S[0] + a1 * S[1]) / r_f
-        T0, T1 = u0_f * S[0] - step_f * S[1], u0_f * S[1] - step_f * S[2]
-        grad_r = -(a0 * T0 + a1 * T1) / r_f
+        grad_mu, grad_r, slope_0, slope_1 = _moment_gradients(g_m, grad_v.reshape(-1), alpha, r_f, u0_f, step_f, A_f, *S)
     if needs[0]:
         level = k_min + start.reshape(-1) + 0.5
-        grad_alpha = (g_m * (level + A_f - 0.5)).sum() - (level * grad_mu).sum() - (a0 * S[1] / r_f).sum()
-        if a1 is not None:
-            grad_alpha = grad_alpha + 2 * alpha * torch.dot(g_v, V_f) - (a1 * S[2] / r_f).sum()
+        grad_alpha = (g_m * (level + A_f - 0.5)).sum() - (level * grad_mu).sum() - slope_0.sum()
+        if grad_v is not None:
+            grad_alpha = grad_alpha + 2 * alpha * torch.dot(grad_v.reshape(-1), V.reshape(-1)) - slope_1.sum()
         grad_alpha = grad_alpha.reshape(alpha.shape)
     if needs[1]:
         grad_beta = (g_m.sum() - grad_mu.sum()).reshape(alpha.shape)
     if needs[2]:
         grad_t = (t * (grad_r / r_f).sum()).reshape(t.shape)
     return grad_mu.reshape(grad_m.shape), grad_r, grad_alpha, grad_beta, grad_t
+
+
+@fusable
+def _mean_gradients(g_m, alpha, r, u0, step, S0, S1, need_r):
+    """The mean's per-value terms of :func:`_backward` (a_1 = 0): ∂/∂μ, ∂/∂r (None unless ``need_r``)
+    and a_0 S_1/r."""
+    a0 = g_m * alpha
+    grad_r = -(a0 * (u0 * S0 - step * S1)) / r if need_r else None
+    return a0 * S0 / r, grad_r, a0 * S1 / r
+
+
+@fusable
+def _moment_gradients(g_m, g_v, alpha, r, u0, step, A, S0, S1, S2):
+    """The per-value terms of :func:`_backward` for mean and variance: ∂/∂μ, ∂/∂r, a_0 S_1/r and a_1 S_2/r."""
+    alpha2 = alpha * alpha
+    a0 = g_m * alpha + g_v * alpha2 * (1 - 2 * A)
+    a1 = 2 * alpha2 * g_v
+    T0, T1 = u0 * S0 - step * S1, u0 * S1 - step * S2
+    return (a0 * S0 + a1 * S1) / r, -(a0 * T0 + a1 * T1) / r, a0 * S1 / r, a1 * S2 / r
 
 
 def effective_scale(t, var, slope, var_floor=0.0):

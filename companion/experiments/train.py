@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import os
 import signal
 import statistics
 import sys
@@ -303,6 +304,11 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine; use --device cpu")
+    if args.fused:
+        from ..perf import FUSED_ENV, use_fused_kernels
+
+        os.environ[FUSED_ENV] = "1"  # for --jobs workers too
+        use_fused_kernels(True)
     methods = expand_methods(args.methods, METHODS)
     for b in args.bits:
         parse_bits(b)
@@ -567,6 +573,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch CPU threads (default: torch's; 1 per worker with --jobs > 1)")
+    p.add_argument("--fused", action="store_true",
+                   help="fused elementwise kernels for the moment layers of ap/ap1 (torch.compile, needs a C++ "
+                        "compiler; see companion.perf); results agree with the default to float round-off")
     p.add_argument("--jobs", type=_positive_int, default=1,
                    help="cells trained side by side in worker processes (default 1); a cell's numbers depend on "
                         "its thread count, not on --jobs")

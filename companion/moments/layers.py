@@ -28,6 +28,7 @@ from .._checks import check_choice, check_int, check_tensor
 from ..grids import UniformGrid
 from ..noise import Gaussian, Logistic, Noise, Uniform
 from ..noise import normal_pdf as _pdf
+from ..perf import fusable, fused_kernels_enabled
 from ..rounding import TAILS, grid_probabilities
 
 VAR_FLOOR = 1e-10
@@ -95,6 +96,20 @@ def _check_noise(noise) -> Noise | None:
     if noise is not None and not isinstance(noise, Noise):
         raise TypeError(f"noise must be None or a companion.noise Logistic, Gaussian or Uniform, got {type(noise).__name__}")
     return noise
+
+
+def _cdf_pair(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Φ(a), Φ(-a)), each accurate where it is tiny.
+
+    Eager: two evaluations of Φ.  Inside a fused kernel (torch.compile): one, of the smaller
+    tail t = Φ(-|a|), and the other as 1 - t (rounding 1 - t loses nothing: it lies in [1/2, 1]);
+    the two ways agree to round-off.
+    """
+    if not torch.compiler.is_compiling():
+        return torch.special.ndtr(a), torch.special.ndtr(-a)
+    tail = torch.special.ndtr(-a.abs())
+    positive = a > 0
+    return torch.where(positive, 1 - tail, tail), torch.where(positive, tail, 1 - tail)
 
 
 # -- linear maps --------------------------------------------------------------
@@ -209,20 +224,42 @@ class _Relu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean, var):
-        s = _std(var)
-        a = _ratio(mean, s)
-        cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
-        out_mean = mean * cdf + s * pdf
-        h = a * a * cdf * cdf_neg + cdf + a * pdf * (cdf_neg - cdf) - pdf * pdf
-        ctx.save_for_backward(out_mean, cdf, cdf_neg, pdf / s)
-        return out_mean, s * s * h.clamp_min(0)
+        ctx.recompute = fused_kernels_enabled()  # a fused kernel recomputes Φ, φ faster than it reads them back
+        out_mean, out_var, *saved = _relu_forward(mean, var)
+        ctx.save_for_backward(*((mean, var) if ctx.recompute else (out_mean, *saved)))
+        return out_mean, out_var
 
     @staticmethod
     def backward(ctx, grad_mean, grad_var):
-        m, cdf, cdf_neg, pdf_over_s = ctx.saved_tensors
-        grad_mu = grad_mean * cdf + grad_var * 2 * m * cdf_neg
-        grad_v = grad_mean * 0.5 * pdf_over_s + grad_var * (cdf - m * pdf_over_s)
-        return grad_mu, grad_v
+        if ctx.recompute:
+            return _relu_input_gradients(grad_mean, grad_var, *ctx.saved_tensors)
+        return _relu_backward(grad_mean, grad_var, *ctx.saved_tensors)
+
+
+@fusable
+def _relu_forward(mean, var):
+    """→ E Y, Var Y, and Φ(a), Φ(-a), φ(a)/σ for the backward pass."""
+    s = _std(var)
+    a = _ratio(mean, s)
+    cdf, cdf_neg = _cdf_pair(a)
+    pdf = _pdf(a)
+    out_mean = mean * cdf + s * pdf
+    h = a * a * cdf * cdf_neg + cdf + a * pdf * (cdf_neg - cdf) - pdf * pdf
+    return out_mean, s * s * h.clamp_min(0), cdf, cdf_neg, pdf / s
+
+
+@fusable
+def _relu_backward(grad_mean, grad_var, m, cdf, cdf_neg, pdf_over_s):
+    grad_mu = grad_mean * cdf + grad_var * 2 * m * cdf_neg
+    grad_v = grad_mean * 0.5 * pdf_over_s + grad_var * (cdf - m * pdf_over_s)
+    return grad_mu, grad_v
+
+
+@fusable
+def _relu_input_gradients(grad_mean, grad_var, mean, var):
+    """:func:`_relu_backward` from the layer's input, recomputing the forward pass's terms."""
+    out_mean, _, *saved = _relu_forward.eager(mean, var)
+    return _relu_backward.eager(grad_mean, grad_var, out_mean, *saved)
 
 
 @half_in_float32
@@ -254,27 +291,39 @@ class _Max2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean1, var1, mean2, var2):
-        s = _std(var1 + var2)
-        d = mean1 - mean2
-        a = _ratio(d, s)
-        cdf, cdf_neg, pdf = torch.special.ndtr(a), torch.special.ndtr(-a), _pdf(a)
-        above2 = d * cdf + s * pdf  # E max - μ2
-        e1, e2 = d - above2, -above2
-        out_var = cdf * (var1 + e1 * e1) + cdf_neg * (var2 + e2 * e2) + (e1 + e2) * s * pdf
-        ctx.save_for_backward(var1, var2, s, a, cdf, cdf_neg, pdf, e1, e2)
-        return mean2 + above2, out_var.clamp_min(0)
+        out_mean, out_var, *saved = _max2_forward(mean1, var1, mean2, var2)
+        ctx.save_for_backward(var1, var2, *saved)
+        return out_mean, out_var
 
     @staticmethod
     def backward(ctx, grad_mean, grad_var):
-        var1, var2, s, a, cdf, cdf_neg, pdf, e1, e2 = ctx.saved_tensors
-        pdf_s = pdf / s
-        half = grad_mean * 0.5 * pdf_s
-        grad_mu1 = grad_mean * cdf + grad_var * 2 * (cdf * e1 + var1 * pdf_s)
-        grad_mu2 = grad_mean * cdf_neg + grad_var * 2 * (cdf_neg * e2 + var2 * pdf_s)
-        a_s = a / s
-        grad_v1 = half + grad_var * (cdf + pdf_s * (e1 - var1 * a_s))
-        grad_v2 = half + grad_var * (cdf_neg + pdf_s * (e2 + var2 * a_s))
-        return grad_mu1, grad_v1, grad_mu2, grad_v2
+        return _max2_backward(grad_mean, grad_var, *ctx.saved_tensors)
+
+
+@fusable
+def _max2_forward(mean1, var1, mean2, var2):
+    """→ E max, Var max, and s, a, Φ(a), Φ(-a), φ(a), e1, e2 for the backward pass."""
+    s = _std(var1 + var2)
+    d = mean1 - mean2
+    a = _ratio(d, s)
+    cdf, cdf_neg = _cdf_pair(a)
+    pdf = _pdf(a)
+    above2 = d * cdf + s * pdf  # E max - μ2
+    e1, e2 = d - above2, -above2
+    out_var = cdf * (var1 + e1 * e1) + cdf_neg * (var2 + e2 * e2) + (e1 + e2) * s * pdf
+    return mean2 + above2, out_var.clamp_min(0), s, a, cdf, cdf_neg, pdf, e1, e2
+
+
+@fusable
+def _max2_backward(grad_mean, grad_var, var1, var2, s, a, cdf, cdf_neg, pdf, e1, e2):
+    pdf_s = pdf / s
+    half = grad_mean * 0.5 * pdf_s
+    grad_mu1 = grad_mean * cdf + grad_var * 2 * (cdf * e1 + var1 * pdf_s)
+    grad_mu2 = grad_mean * cdf_neg + grad_var * 2 * (cdf_neg * e2 + var2 * pdf_s)
+    a_s = a / s
+    grad_v1 = half + grad_var * (cdf + pdf_s * (e1 - var1 * a_s))
+    grad_v2 = half + grad_var * (cdf_neg + pdf_s * (e2 + var2 * a_s))
+    return grad_mu1, grad_v1, grad_mu2, grad_v2
 
 
 @half_in_float32
@@ -300,17 +349,129 @@ def max_pool2d(mean, var, k, stride=None):
 
 
 def _max_pool2d(mean, var, k, stride):
+    if fused_kernels_enabled() and stride == k:
+        return _FusedMaxPool.apply(mean, var, k, False)
     h, w = mean.shape[-2:]
     h_out, w_out = (h - k) // stride + 1, (w - k) // stride + 1
-    pairs = [
-        (mean[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride],
-         var[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride])
-        for i in range(k) for j in range(k)
-    ]
-    while len(pairs) > 1:
-        merged = [_max2(*pairs[t], *pairs[t + 1]) for t in range(0, len(pairs) - 1, 2)]
-        pairs = merged + pairs[len(pairs) - len(pairs) % 2 :]
-    return pairs[0]
+    nodes = list(zip(_window_entries(mean, k, stride, h_out, w_out), _window_entries(var, k, stride, h_out, w_out)))
+    for left, right in _tree_merges(len(nodes)):
+        nodes.append(_max2(*nodes[left], *nodes[right]))
+    return nodes[-1]
+
+
+def _tree_merges(count):
+    """Clark's pairwise (balanced) tree over ``count`` window entries: [(left, right)] in merge order.
+
+    Nodes are numbered entries first (row-major window order), then one per merge in order; each level
+    merges neighbours and carries an odd last node up.  The last merge gives the pool's output.
+    """
+    merges, level = [], list(range(count))
+    while len(level) > 1:
+        merged = []
+        for left, right in zip(level[0::2], level[1::2]):
+            merges.append((left, right))
+            merged.append(count + len(merges) - 1)
+        level = merged + level[len(level) - len(level) % 2 :]
+    return merges
+
+
+def _window_entries(x, k, stride, h_out, w_out):
+    """The k² entries of every pooling window, each [N, C, h_out, w_out], in row-major window order.
+
+    Non-overlapping windows (stride = k) come from :func:`_windows` split by ``unbind``, whose backward
+    pass is one stack; strided slices would each send a zero-filled input-sized gradient back.
+    """
+    if stride != k:
+        return [x[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride]
+                for i in range(k) for j in range(k)]
+    return _windows(x, k, h_out, w_out).unbind(0)
+
+
+def _windows(x, k, h_out, w_out):
+    """Non-overlapping k×k windows' entries as one contiguous [k², N, C, h_out, w_out] tensor (one copy)."""
+    if x.shape[-2:] != (k * h_out, k * w_out):
+        x = x[:, :, : k * h_out, : k * w_out]
+    n, c = x.shape[:2]
+    return x.reshape(n, c, h_out, k, w_out, k).permute(3, 5, 0, 1, 2, 4).reshape(k * k, n, c, h_out, w_out)
+
+
+def _pool_tree(entries, rectify=False):
+    """The tree of :func:`_tree_merges` over the window entries [(μ, v)]; with ``rectify`` the entries
+    pass the rectified Gaussian first.
+
+    Returns every merge as (left, right, terms of :func:`_max2_forward`) and the nodes [(μ, v)]
+    (the (rectified) entries, then one per merge); the last node is the pool's output.
+    """
+    nodes = [_relu_forward.eager(m, v)[:2] for m, v in entries] if rectify else list(entries)
+    merges = []
+    for left, right in _tree_merges(len(nodes)):
+        out_mean, out_var, *terms = _max2_forward.eager(*nodes[left], *nodes[right])
+        merges.append((left, right, terms))
+        nodes.append((out_mean, out_var))
+    return merges, nodes
+
+
+@fusable
+def _pool_forward(windows_mean, windows_var, rectify):
+    """(μ, v) of the pool from the window entries [k², N, C, H_out, W_out] (contiguous, so the fused loop
+    vectorises); with ``rectify``, of the pool of the rectified entries (ReLU then pool in one loop)."""
+    return _pool_tree(zip(windows_mean, windows_var), rectify)[1][-1]
+
+
+@fusable
+def _pool_entry_gradients(grad_mean, grad_var, windows_mean, windows_var, rectify):
+    """The chain rule through :func:`_pool_tree`, root to entries (and through the rectified Gaussian
+    with ``rectify``): the gradients of the window entries' means and variances, each [k², N, C, H_out, W_out]."""
+    entries = list(zip(windows_mean, windows_var))
+    merges, nodes = _pool_tree(entries, rectify)
+    grads = {len(nodes) - 1: (grad_mean, grad_var)}
+    for offset, (left, right, terms) in enumerate(reversed(merges)):
+        g_mean, g_var = grads.pop(len(nodes) - 1 - offset)
+        g_mu1, g_v1, g_mu2, g_v2 = _max2_backward.eager(g_mean, g_var, nodes[left][1], nodes[right][1], *terms)
+        grads[left], grads[right] = (g_mu1, g_v1), (g_mu2, g_v2)
+    if rectify:
+        grads = {e: _relu_input_gradients.eager(*grads[e], *entries[e]) for e in range(len(entries))}
+    return (torch.stack([grads[e][0] for e in range(len(entries))]),
+            torch.stack([grads[e][1] for e in range(len(entries))]))
+
+
+def _lay_out_windows(windows, shape, k):
+    """Window entries [k², N, C, H_out, W_out] back into the input's layout ``shape`` = [N, C, H, W] (zero
+    in the rows and columns no window reads): the inverse of :func:`_windows`."""
+    _, n, c, h_out, w_out = windows.shape
+    cropped = tuple(shape[-2:]) != (k * h_out, k * w_out)
+    out = (windows.new_zeros if cropped else windows.new_empty)(shape)
+    out[:, :, : k * h_out, : k * w_out].view(n, c, h_out, k, w_out, k).copy_(
+        windows.view(k, k, n, c, h_out, w_out).permute(2, 3, 4, 0, 5, 1))
+    return out
+
+
+class _FusedMaxPool(torch.autograd.Function):
+    """:func:`_max_pool2d` with non-overlapping windows (after the rectified Gaussian with ``rectify``) as
+    two fused kernels: the tree forward, and its chain rule recomputing the tree from the saved window
+    entries (no intermediate is written to memory)."""
+
+    @staticmethod
+    def forward(ctx, mean, var, k, rectify):
+        h_out, w_out = mean.shape[-2] // k, mean.shape[-1] // k
+        windows = [_windows(x, k, h_out, w_out) for x in (mean, var)]
+        ctx.save_for_backward(*windows)
+        ctx.config = (k, mean.shape, rectify)
+        return _pool_forward(*windows, rectify)
+
+    @staticmethod
+    def backward(ctx, grad_mean, grad_var):
+        k, shape, rectify = ctx.config
+        grad_means, grad_vars = _pool_entry_gradients(grad_mean, grad_var, *ctx.saved_tensors, rectify)
+        return _lay_out_windows(grad_means, shape, k), _lay_out_windows(grad_vars, shape, k), None, None
+
+
+def _relu_max_pool2d(mean, var, k, stride):
+    """:func:`_max_pool2d` of :func:`_relu`, the two layers in one pair of fused kernels when fused
+    kernels are on and the windows do not overlap (the same formulas, so the same numbers to round-off)."""
+    if fused_kernels_enabled() and stride == k:
+        return _FusedMaxPool.apply(mean, var, k, True)
+    return _max_pool2d(*_relu(mean, var), k, stride)
 
 
 # -- noise-injected thresholds and quantizers -----------------------------------

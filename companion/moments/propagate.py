@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_tensor
+from ..perf import fused_kernels_enabled
 from ..rounding import quantized_moments
 from .layers import (
     _check_approximation,
@@ -33,6 +34,7 @@ from .layers import (
     _noisy_quantize_clamp,
     _quantizer_probabilities,
     _relu,
+    _relu_max_pool2d,
     batch_norm,
 )
 
@@ -107,10 +109,13 @@ def _square(value, name):
     return values[0]
 
 
-def _pool(layer, mean, var, ctx):
+def _pool(layer, mean, var, ctx, rectify=False):
+    """The MaxPool2d layer; ``rectify``: of the rectified input (a preceding ReLU, fused; var not None)."""
     if layer.padding not in (0, (0, 0)) or layer.dilation not in (1, (1, 1)) or layer.ceil_mode:
         raise ValueError("model: MaxPool2d layers must have padding 0, dilation 1 and ceil_mode False for propagate")
     k, stride = _square(layer.kernel_size, "kernel_size"), _square(layer.stride, "stride")
+    if rectify:
+        return _relu_max_pool2d(mean, var, k, stride)
     if var is None:  # deterministic input: Clark's max at zero variance is the max itself
         return F.max_pool2d(mean, k, stride), None
     return _max_pool2d(mean, var, k, stride)
@@ -162,6 +167,12 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
     pooled pre-activations of neighbouring positions are strongly correlated, which Clark's max
     ignores), for an AP2 step about 15 % faster.
     """
+    return _walk(model, x, var, means_only, approximation, nodes, pool_first, fuse=False)
+
+
+def _walk(model, x, var, means_only, approximation, nodes, pool_first, fuse) -> Iterator:
+    """:func:`propagate_layers`; ``fuse``: a ReLU followed by a MaxPool2d goes through
+    :func:`_relu_max_pool2d` (one pair of fused kernels when they are on) and yields at the pool only."""
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential of supported layers, got {type(model).__name__}")
     check_tensor("x", x)
@@ -174,9 +185,13 @@ def propagate_layers(model, x, var=None, *, means_only=False, approximation="pro
     rules = [_rule(layer) for layer in layers]
     mean, index = x, 0
     while index < len(layers):
-        if pool_first and rules[index] is _relu_layer and index + 1 < len(layers) and rules[index + 1] is _pool:
+        relu_then_pool = rules[index] is _relu_layer and index + 1 < len(layers) and rules[index + 1] is _pool
+        if relu_then_pool and pool_first:
             index += 1  # the pool first, then the ReLU on its output; yielded at the pool's index
             mean, var = _relu_layer(layers[index - 1], *_pool(layers[index], mean, var, ctx), ctx)
+        elif relu_then_pool and fuse and var is not None:
+            index += 1
+            mean, var = _pool(layers[index], mean, var, ctx, rectify=True)
         else:
             mean, var = rules[index](layers[index], mean, var, ctx)
         yield index, layers[index], mean, _zero_if_none(var, mean)
@@ -192,8 +207,7 @@ def propagate(model, x, var=None, *, means_only=False, approximation="probit", n
     ``pool_first``: see :func:`propagate_layers`.
     """
     out = None
-    for out in propagate_layers(model, x, var, means_only=means_only, approximation=approximation, nodes=nodes,
-                                pool_first=pool_first):
+    for out in _walk(model, x, var, means_only, approximation, nodes, pool_first, fuse=fused_kernels_enabled()):
         pass
     if out is None:
         raise ValueError("model must have at least one layer")
