@@ -6,9 +6,11 @@ relative in float64, 1e-4 in float32 (a fused loop orders its arithmetic differe
 """
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +154,22 @@ def test_an_error_of_the_function_itself_is_raised(fresh_switch):
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no_such_method"):
             broken(torch.ones(3))
+
+
+@needs_compiler
+def test_train_cli_fused_agrees_with_eager(fresh_switch, monkeypatch, tmp_path):
+    """``train --fused``: the cell records fused kernels, and its loss curve matches the eager run's to round-off."""
+    from companion.experiments.__main__ import main
+
+    monkeypatch.setenv(perf.FUSED_ENV, "0")  # restored after the test: --fused sets it for worker processes
+    args = ["train", "--dataset", "digits", "--model", "mlp", "--bits", "2/2", "--seeds", "0", "--methods", "ap",
+            "--quick", "--no-progress", "--threads", "1"]
+    runs = {}
+    for name, extra in (("eager", []), ("fused", ["--fused"])):
+        out = tmp_path / f"{name}.json"
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        (cell,) = json.loads(out.read_text())["cells"].values()
+        runs[name] = cell
+    assert runs["fused"]["metadata"]["fused_kernels"] is True
+    assert runs["eager"]["metadata"]["fused_kernels"] is False
+    np.testing.assert_allclose(runs["fused"]["history"]["loss"], runs["eager"]["history"]["loss"], rtol=1e-4)
