@@ -6,8 +6,9 @@
    → ``results/moments_layers.json``.
 2. Speed: the median time of an AP2 training step of a 2-bit LeNet-5 (batch 128, CPU)
    relative to the unquantized ("fp") step of the same model in the same run, steps
-   interleaved; and AP2 against sampling methods in accuracy after equal wall time
-   (2-bit MLP on digits) → ``results/moments_speed.json``.
+   interleaved, eager and with fused kernels (:mod:`companion.perf`); and AP2 against
+   sampling methods in accuracy after equal wall time (2-bit MLP on digits)
+   → ``results/moments_speed.json``.
 
 Quantizers use clamp tails (the convention AP2 propagates in closed form).
 """
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..io import atomic_write_json, quick_mode, run_metadata
+from ..perf import fused_kernels, fused_kernels_failure
 
 RESULTS = Path(__file__).resolve().parent.parent.parent / "results"
 SAMPLING_METHODS = ("ste", "noisy-st")
@@ -105,21 +107,33 @@ def step_times(quick: bool, seed: int) -> dict:
     x, y = torch.rand(128, 1, 28, 28, generator=gen), torch.randint(0, 10, (128,), generator=gen)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = {"fp": lambda: F.cross_entropy(model(x), y), "ap": lambda: ap_loss(model, x, y),
-              "ap1": lambda: ap_loss(model, x, y), "noisy-st": lambda: F.cross_entropy(model(x), y)}
-    times = {m: [] for m in losses}
-    for _ in range(2 if quick else 5):
-        for method, loss_of in losses.items():
-            cnn.set_method(model, method)
+              "ap1": lambda: ap_loss(model, x, y), "noisy-st": lambda: F.cross_entropy(model(x), y),
+              "ap-fused": lambda: ap_loss(model, x, y), "ap1-fused": lambda: ap_loss(model, x, y)}
+
+    def step(method, loss_of):
+        cnn.set_method(model, method.removesuffix("-fused"))
+        with fused_kernels(method.endswith("-fused")):
             start = time.perf_counter()
             loss = loss_of()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            times[method].append(time.perf_counter() - start)
+            return time.perf_counter() - start
+
+    compile_seconds = {m: step(m, losses[m]) for m in ("ap-fused", "ap1-fused")}  # the first call compiles
+    if fused_kernels_failure() is not None:
+        losses = {m: f for m, f in losses.items() if not m.endswith("-fused")}
+    times = {m: [] for m in losses}
+    for _ in range(2 if quick else 5):
+        for method, loss_of in losses.items():
+            times[method].append(step(method, loss_of))
     medians = {m: statistics.median(t[1:] if len(t) > 2 else t) for m, t in times.items()}
     return {"batch_size": 128, "model": "lenet5 2-bit weights and activations, 28x28", "seconds": times,
             "median_seconds": medians, "ratio_to_fp": {m: medians[m] / medians["fp"] for m in medians},
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            "fused": {"first_step_seconds": compile_seconds, "failure": fused_kernels_failure(),
+                      "note": "-fused: the moment layers' elementwise chains compiled by torch.compile "
+                              "(companion.perf.fusable); the first step compiles and is not in the medians"}}
 
 
 def equal_time(quick: bool, seed: int) -> dict:
@@ -149,17 +163,22 @@ def run(args) -> int:
     seed = args.seed
     start = time.perf_counter()
     samples = {"mlp": args.mlp_samples or (5000 if quick else 100000),
-               "lenet5": args.lenet_samples or (100 if quick else 10000)}
+               "lenet5": args.lenet_samples or (100 if quick else 100000)}
     out_dir = Path(args.out)
-    models, training = layer_check(quick, seed, samples)
-    layers = {"samples": samples, "probe_inputs": 4, "models": models, "training": training}
-    layers["meta"] = {**run_metadata(seed), "quick": quick, "wall_seconds": time.perf_counter() - start}
-    atomic_write_json(out_dir / "moments_layers.json", layers)
-    start = time.perf_counter()
-    speed = {"step": step_times(quick, seed), "equal_time": equal_time(quick, seed)}
-    speed["meta"] = {**run_metadata(seed), "quick": quick, "wall_seconds": time.perf_counter() - start}
-    atomic_write_json(out_dir / "moments_speed.json", speed)
-    print(f"AP2/fp step time: {speed['step']['ratio_to_fp']['ap']:.1f}x; wrote {out_dir}/moments_*.json")
+    if args.only in (None, "layers"):
+        models, training = layer_check(quick, seed, samples)
+        layers = {"samples": samples, "probe_inputs": 4, "models": models, "training": training}
+        layers["meta"] = {**run_metadata(seed), "quick": quick, "wall_seconds": time.perf_counter() - start}
+        atomic_write_json(out_dir / "moments_layers.json", layers)
+        print(f"wrote {out_dir}/moments_layers.json")
+    if args.only in (None, "speed"):
+        start = time.perf_counter()
+        speed = {"step": step_times(quick, seed), "equal_time": equal_time(quick, seed)}
+        speed["meta"] = {**run_metadata(seed), "quick": quick, "wall_seconds": time.perf_counter() - start}
+        atomic_write_json(out_dir / "moments_speed.json", speed)
+        ratios = speed["step"]["ratio_to_fp"]
+        fused = f", {ratios['ap-fused']:.1f}x with fused kernels" if "ap-fused" in ratios else ""
+        print(f"AP2/fp step time: {ratios['ap']:.1f}x{fused}; wrote {out_dir}/moments_speed.json")
     return 0
 
 
@@ -169,7 +188,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mlp-samples", type=int, default=None, help="Monte Carlo samples for the MLP (default 10^5)")
     parser.add_argument("--lenet-samples", type=int, default=None,
-                        help="Monte Carlo samples for LeNet-5 (default 10^4, about 1 min per model on one core: "
-                             "every sample draws all 575k weights; with 10^5 one model ran 17 min here without finishing)")
+                        help="Monte Carlo samples for LeNet-5 (default 10^5: about 10 min per model on one core; "
+                             "every sample draws all 581k weights)")
+    parser.add_argument("--only", choices=("layers", "speed"), default=None,
+                        help="run one part: the per-layer errors (moments_layers.json) or the speed (moments_speed.json)")
     parser.add_argument("--out", default=str(RESULTS), help="output folder (default results/)")
     parser.set_defaults(func=run)

@@ -79,8 +79,8 @@ def moments_layer_errors(path=None):
             ax.plot(labels, [r["var_error"] for r in rows], style, marker="s", color="C1", label=f"variance, {state}")
         ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=60)
-        ax.set(title=f"{name}: {data['samples'][name]} MC samples", ylabel="relative error ‖AP − MC‖/‖MC‖")
-    axes[0].legend(fontsize="small")
+        ax.set(title=f"{name}: {data['samples'][name]:,} MC samples", ylabel="relative error ‖AP − MC‖/‖MC‖")
+    axes[0].legend(fontsize="small", handlelength=3.5)
     return fig
 
 
@@ -90,16 +90,24 @@ def moments_speed(path=None):
     if data is None:
         return fig
     ratios = data["step"]["ratio_to_fp"]
-    axes[0].bar(list(ratios), list(ratios.values()), color=["C7", "C0", "C2", "C1"][: len(ratios)])
+    colours = {"fp": "C7", "ap": "C0", "ap1": "C2", "noisy-st": "C1"}
+    for name, ratio in ratios.items():  # "-fused": the same method with fused kernels, hatched
+        axes[0].bar(name.replace("-fused", "\nfused"), ratio, color=colours.get(name.removesuffix("-fused"), "C4"),
+                    hatch="//" if name.endswith("-fused") else None, edgecolor="white")
     axes[0].axhline(3, color="0.5", ls=":", label="target 3×")
-    axes[0].set(ylabel="step time / fp step time", title="2-bit LeNet-5, batch 128, CPU (shared machine)")
+    threads = data["step"].get("threads")
+    axes[0].set(ylabel="step time / fp step time",
+                title=f"2-bit LeNet-5, batch 128, CPU{'' if threads is None else f', {threads} thread' + 's' * (threads > 1)}")
     axes[0].legend()
     methods = data["equal_time"]["methods"]
     names = list(methods)
-    axes[1].bar([n + "\n(stochastic)" for n in names], [methods[n]["val_stochastic"] for n in names], color="C0")
-    axes[1].bar([n + "\n(rounded)" for n in names], [methods[n]["val_round"] for n in names], color="C1")
-    axes[1].set(ylabel="validation accuracy", ylim=(0, 1),
+    positions = range(len(names))
+    axes[1].bar([i - 0.2 for i in positions], [methods[n]["val_stochastic"] for n in names], width=0.4, color="C0",
+                label="stochastic")
+    axes[1].bar([i + 0.2 for i in positions], [methods[n]["val_round"] for n in names], width=0.4, color="C1",
+                label="rounded")
+    axes[1].set_xticks(list(positions), [f"{n}\n{methods[n]['steps']:,} steps" for n in names])
+    axes[1].set(ylabel="validation accuracy", ylim=(0, 1.15), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
                 title=f"2-bit MLP on digits after {data['equal_time']['budget_seconds']:g} s each")
-    for i, n in enumerate(names):
-        axes[1].text(i, 0.02, f"{methods[n]['steps']} steps", ha="center", fontsize="small", color="white")
+    axes[1].legend(loc="upper center", ncol=2)
     return fig
