@@ -204,7 +204,9 @@ def propagate(model, x, var=None, *, means_only=False, approximation="probit", n
     Shapes: x, var [N, ...] (the model's input) → mean, var [N, classes].
     ``approximation`` ("probit" or "variance") is the logistic approximation of
     :func:`companion.moments.noisy_quantize`; ``nodes`` its quadrature size for truncated tails;
-    ``pool_first``: see :func:`propagate_layers`.
+    ``pool_first``: see :func:`propagate_layers`.  With fused kernels on (:mod:`companion.perf`)
+    a ReLU followed by a MaxPool2d runs as one pair of fused kernels: the same formulas, the same
+    numbers to float round-off.
     """
     out = None
     for out in _walk(model, x, var, means_only, approximation, nodes, pool_first, fuse=fused_kernels_enabled()):
