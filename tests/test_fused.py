@@ -19,7 +19,7 @@ import torch
 from companion import nn as cnn
 from companion import perf, thresholds
 from companion.grids import UniformGrid
-from companion.moments import ap_loss, max_pool2d, relu
+from companion.moments import ap_loss, max2, max_pool2d, relu
 from companion.moments.layers import _relu_max_pool2d, noisy_quantize
 from companion.noise import Gaussian, Logistic
 
@@ -88,6 +88,22 @@ def test_relu_and_max_pool_match_eager(fresh_switch, shape, k):
         eager, fused = _both(lambda: _values_and_gradients(function, (mean, var), weights))
         _assert_close(eager, fused, rtol=1e-12, atol=1e-14)
         assert all(torch.isfinite(t).all() for t in fused)
+
+
+@needs_compiler
+def test_max2_and_overlapping_pool_match_eager(fresh_switch):
+    """Clark's max of two Gaussians on its own, and a pool with overlapping windows (k 3, stride 2: the
+    per-pair kernels, not the tree kernel)."""
+    gen = torch.Generator().manual_seed(4)
+    shape = (2, 3, 9, 9)
+    m1, m2 = (5 * torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
+    v1, v2 = (torch.rand(shape, generator=gen, dtype=torch.float64) ** 4 for _ in range(2))
+    weights = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2)]
+    eager, fused = _both(lambda: _values_and_gradients(max2, (m1, v1, m2, v2), weights))
+    _assert_close(eager, fused, rtol=1e-12, atol=1e-14)
+    pooled = [torch.randn((2, 3, 4, 4), generator=gen, dtype=torch.float64) for _ in range(2)]
+    eager, fused = _both(lambda: _values_and_gradients(lambda m, v: max_pool2d(m, v, 3, 2), (m1, v1), pooled))
+    _assert_close(eager, fused, rtol=1e-12, atol=1e-14)
 
 
 @needs_compiler

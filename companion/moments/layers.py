@@ -224,15 +224,12 @@ class _Relu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean, var):
-        ctx.recompute = fused_kernels_enabled()  # a fused kernel recomputes Φ, φ faster than it reads them back
         out_mean, out_var, *saved = _relu_forward(mean, var)
-        ctx.save_for_backward(*((mean, var) if ctx.recompute else (out_mean, *saved)))
+        ctx.save_for_backward(out_mean, *saved)
         return out_mean, out_var
 
     @staticmethod
     def backward(ctx, grad_mean, grad_var):
-        if ctx.recompute:
-            return _relu_input_gradients(grad_mean, grad_var, *ctx.saved_tensors)
         return _relu_backward(grad_mean, grad_var, *ctx.saved_tensors)
 
 
@@ -255,9 +252,9 @@ def _relu_backward(grad_mean, grad_var, m, cdf, cdf_neg, pdf_over_s):
     return grad_mu, grad_v
 
 
-@fusable
 def _relu_input_gradients(grad_mean, grad_var, mean, var):
-    """:func:`_relu_backward` from the layer's input, recomputing the forward pass's terms."""
+    """:func:`_relu_backward` from the layer's input, recomputing the forward pass's terms (inside the
+    fused ReLU-and-pool kernel of :func:`_pool_entry_gradients`)."""
     out_mean, _, *saved = _relu_forward.eager(mean, var)
     return _relu_backward.eager(grad_mean, grad_var, out_mean, *saved)
 
@@ -430,7 +427,7 @@ def _pool_entry_gradients(grad_mean, grad_var, windows_mean, windows_var, rectif
         g_mu1, g_v1, g_mu2, g_v2 = _max2_backward.eager(g_mean, g_var, nodes[left][1], nodes[right][1], *terms)
         grads[left], grads[right] = (g_mu1, g_v1), (g_mu2, g_v2)
     if rectify:
-        grads = {e: _relu_input_gradients.eager(*grads[e], *entries[e]) for e in range(len(entries))}
+        grads = {e: _relu_input_gradients(*grads[e], *entries[e]) for e in range(len(entries))}
     return (torch.stack([grads[e][0] for e in range(len(entries))]),
             torch.stack([grads[e][1] for e in range(len(entries))]))
 
